@@ -1,0 +1,73 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { ConfigError, formatIssues } from "./errors.ts";
+
+/** config/friend.json: the non-secret settings, validated at start-up. */
+export const DEFAULT_SETTINGS_PATH = fileURLToPath(new URL("../../config/friend.json", import.meta.url));
+
+const personaSchema = z.strictObject({
+  name: z.string().regex(/^[A-Z][A-Za-z]{1,31}$/, "must be one capitalised word, e.g. Friend"),
+  /** `{user}` is replaced by the display name of whoever Friend is answering. */
+  systemPrompt: z.string().min(1),
+  /** The fixed partner name the original experiment trained with; used by the dataset builder. */
+  trainingPartner: z.string().min(1),
+  fallbackReply: z.string().min(1).max(2000),
+  errorReply: z.string().min(1).max(2000),
+  busyReply: z.string().min(1).max(2000),
+});
+
+const windowSchema = z.strictObject({
+  maxTurns: z.int().min(2).max(1000),
+  maxTokens: z.int().min(64).max(100_000),
+  /** When a bound is crossed, old turns are dropped down to this fraction of it in one go (keeps KV caches reusable). */
+  trimToFraction: z.number().gt(0).max(1),
+  /** Longer user messages are cut to this many characters before they enter the window. */
+  maxInputChars: z.int().min(100).max(100_000),
+});
+
+const generationSchema = z.strictObject({
+  maxTokens: z.int().min(1).max(4096),
+  temperature: z.number().min(0).max(2),
+  topP: z.number().gt(0).max(1),
+  timeoutMs: z.int().min(1000).max(600_000),
+  maxRetries: z.int().min(0).max(10),
+  stream: z.boolean(),
+  streamEditIntervalMs: z.int().min(250).max(60_000),
+});
+
+const limitsSchema = z.strictObject({
+  concurrency: z.int().min(1).max(64),
+  maxPendingPerChannel: z.int().min(1).max(1000),
+  maxActiveChannels: z.int().min(1).max(1_000_000),
+});
+
+export const settingsSchema = z.strictObject({
+  persona: personaSchema,
+  window: windowSchema,
+  generation: generationSchema,
+  limits: limitsSchema,
+});
+
+export type Settings = z.infer<typeof settingsSchema>;
+export type Persona = Settings["persona"];
+export type WindowSettings = Settings["window"];
+export type GenerationSettings = Settings["generation"];
+
+/** Reads and validates a settings file; every problem is named in one ConfigError. */
+export function loadSettings(path: string = DEFAULT_SETTINGS_PATH): Settings {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new ConfigError([`${path}: cannot read settings (${(err as Error).message})`]);
+  }
+  const parsed = settingsSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(formatIssues(parsed.error, path));
+  return parsed.data;
+}
+
+/** The persona's system prompt addressed to one person. */
+export function systemPromptFor(persona: Persona, userName: string): string {
+  return persona.systemPrompt.replaceAll("{user}", userName);
+}
