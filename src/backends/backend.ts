@@ -1,0 +1,66 @@
+import type { Persona } from "../config/settings.ts";
+import type { Turn } from "../conversation/turn.ts";
+
+export const BACKEND_NAMES = ["openai", "local"] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** Everything a backend needs to produce Friend's next line in one channel. */
+export interface GenerateRequest {
+  /** Backends that keep per-channel state (the local KV cache) key it by this. */
+  channelId: string;
+  persona: Persona;
+  /** The channel window, oldest first. The last turn is what Friend answers. */
+  turns: readonly Turn[];
+  /** Stop sequences, most likely first, each starting with "\n" (e.g. "\nRoss:"). */
+  stop: readonly string[];
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  signal: AbortSignal;
+}
+
+/** Counters a backend reports once a generation ends, for logs and metrics. */
+export interface GenerationStats {
+  promptTokens?: number;
+  completionTokens?: number;
+  /** Tokens actually evaluated for the prompt (less than promptTokens when a cache was reused). */
+  evaluatedPromptTokens?: number;
+}
+
+/** A model that continues the conversation as Friend. */
+export interface Backend {
+  readonly name: BackendName;
+  /** Human-readable model description for /status and logs, e.g. the model id or file names. */
+  describe(): BackendInfo;
+  /**
+   * Streams raw model text for the next Friend turn. The text is NOT cleaned: callers run it
+   * through the reply cleaner. Stops promptly when `request.signal` aborts. Throws BackendError.
+   */
+  generate(request: GenerateRequest): AsyncGenerator<string, GenerationStats | void, undefined>;
+  /** Forgets any per-channel state (the local KV cache); the window itself lives elsewhere. */
+  resetChannel?(channelId: string): void;
+  /** Loads what must be loaded before the first reply; safe to call more than once. */
+  prepare?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BackendInfo {
+  backend: BackendName;
+  model: string;
+  adapter?: string;
+  loaded: boolean;
+}
+
+export type BackendErrorKind = "timeout" | "rate_limit" | "server" | "connection" | "auth" | "bad_request" | "load" | "aborted" | "unknown";
+
+/** A backend failure after the backend's own retries, classified for logs and metrics. */
+export class BackendError extends Error {
+  constructor(
+    readonly kind: BackendErrorKind,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "BackendError";
+  }
+}

@@ -1,0 +1,13 @@
+/** One line of a channel's conversation, as Friend remembers it. */
+export interface Turn {
+  /** Display name of the speaker, already sanitised for prompts (see `speakerName`). */
+  author: string;
+  /** What was said; for Friend's own turns this is the cleaned reply that was sent. */
+  text: string;
+  /** True for Friend's own replies. */
+  fromFriend: boolean;
+  /** Unix milliseconds. */
+  at: number;
+  /** The Discord message id, when there is one. */
+  messageId?: string;
+}

@@ -1,0 +1,137 @@
+import { describe, expect, it } from "vitest";
+import { cleanReply, streamingView } from "../../src/reply/clean.ts";
+import { MAIN_CAST } from "../../src/reply/speakers.ts";
+
+const opts = { personaName: "Friend", windowNames: ["Alice", "Bob Smith"] };
+const clean = (raw: string) => cleanReply(raw, opts);
+
+describe("cleanReply", () => {
+  it.each([
+    // The original experiment's outputs.
+    ["Friend: Oh, I don't know, what are you up for?\n\nRoss: (entering) Hey Ben!\n\nMonica: Hi!", "Oh, I don't know, what are you up for?"],
+    ["Chandler: Oh, they're just so cute!\n\nPhoebe: Oh, you've seen them?", "Oh, they're just so cute!"],
+    ["Friend: 🤔😓 Oh boy, do we have to? 😅", "🤔😓 Oh boy, do we have to? 😅"],
+    ["Friend: Oh, I don't know.\nRoss: (entering) Hey Ben!", "Oh, I don't know."],
+    // Persona labels in any case, repeated, bold or with a direction.
+    ["friend: hey", "hey"],
+    ["FRIEND: HEY", "HEY"],
+    ["Friend: Friend: Friend: hey", "hey"],
+    ["**Friend:** hey", "hey"],
+    ["**Friend**: hey", "hey"],
+    ["*Friend*: hey", "hey"],
+    ["__Friend__: hey", "hey"],
+    ["Friend (laughing): you wish", "you wish"],
+    ["  Friend :   spaced out", "spaced out"],
+    ["Friend:\nOh hi", "Oh hi"],
+    // Follow-on speakers of every shape.
+    ["Sure.\nRoss: no", "Sure."],
+    ["Sure.\n\n\nRachel: no", "Sure."],
+    ["Sure.\nJoey (to Rachel): how you doin'", "Sure."],
+    ["Sure.\nMr. Treeger: the trash", "Sure."],
+    ["Sure.\nMonica and Phoebe: Hey.", "Sure."],
+    ["Sure.\nPHOE/MNCA: Hey!", "Sure."],
+    ["Sure.\nAll: Hey!", "Sure."],
+    ["Sure.\nGunther: coffee?", "Sure."],
+    ["Sure.\nalice: hi", "Sure."],
+    ["Sure.\nBob Smith: hi", "Sure."],
+    ["Sure.\n**Ross:** hi", "Sure."],
+    ["Sure.\nUser: next question", "Sure."],
+    ["Sure.\nBen: thanks", "Sure."],
+    // Stage directions on their own line.
+    ["Yeah right.\n(Ross enters)", "Yeah right."],
+    ["Yeah right.\n[Scene: Central Perk]\nJoey: hey", "Yeah right."],
+    ["Yeah right.\n*(laughs)*", "Yeah right."],
+    ["(sighs)\nFine, I'll come.", "Fine, I'll come."],
+    ["Friend: (sighs)\nFine.", "Fine."],
+    // Things that must survive.
+    ["Hey! (hugs him) Missed you.", "Hey! (hugs him) Missed you."],
+    ["First line.\nSecond line.", "First line.\nSecond line."],
+    ["Para one.\n\nPara two.", "Para one.\n\nPara two."],
+    ["Sure.\nFriend: and another thing", "Sure.\nand another thing"],
+    ["My plan:\nMonday: gym\nTuesday: pizza", "My plan:\nMonday: gym\nTuesday: pizza"],
+    ["Note: I'm kidding", "Note: I'm kidding"],
+    ["ratio: 3:1", "ratio: 3:1"],
+    ["Time is 10:30, come on", "Time is 10:30, come on"],
+    ["I said: no way", "I said: no way"],
+    ["```\ncode: here\n```", "```\ncode: here\n```"],
+    ["Windows\r\nline\r\nends", "Windows\nline\nends"],
+    // Empty results are possible; callers handle them.
+    ["Friend:", ""],
+    ["Ross: hi", "hi"],
+    ["(Ross enters)", ""],
+    ["   \n\n  ", ""],
+  ])("%j → %j", (raw, expected) => {
+    expect(clean(raw)).toBe(expected);
+  });
+});
+
+describe("streamingView", () => {
+  it.each([
+    ["Frie", "", false],
+    ["Friend: Oh", "", false], // "Oh" alone could still become "Oh Ross:"? no — but a one-word line waits for more
+    ["Friend: Oh, I don't", "Oh, I don't", false],
+    ["Oh, I don't know.\nRo", "Oh, I don't know.", false],
+    ["Oh, I don't know.\nRoss", "Oh, I don't know.", false],
+    ["Oh, I don't know.\nRoss:", "Oh, I don't know.", false],
+    ["Oh, I don't know.\nRoss: ", "Oh, I don't know.", true],
+    ["Oh, I don't know.\nRoss: (ent", "Oh, I don't know.", true],
+    ["Oh, I don't know.\n(Ross ent", "Oh, I don't know.", false],
+    ["Oh, I don't know.\n(Ross enters)\n", "Oh, I don't know.", true],
+    ["Oh, I don't know.\nwhat do you think, seriously", "Oh, I don't know.\nwhat do you think, seriously", false],
+  ])("%j shows %j (done: %s)", (raw, text, done) => {
+    expect(streamingView(raw, opts)).toEqual({ text, done });
+  });
+});
+
+/** A tiny seeded PRNG so the property runs are reproducible. */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x80000000;
+  };
+}
+
+const FRAGMENTS = [
+  "Friend: ", "**Friend:** ", "friend: ", "Ross: ", "Monica (entering): ", "Alice: ", "Mr. Treeger: ", "Note: ",
+  "(Ross enters)", "[Scene: Central Perk]", "*(laughs)*", "Oh, ", "I don't know", " what are you up for?", "😅", "🤔",
+  "\n", "\n", "\n\n", " ", "Hey Ben!", "Could I BE", "any more", ":", "(", ")", "Joey", " and ", "PHOE/MNCA: ",
+];
+
+function randomOutput(next: () => number): string {
+  let out = "";
+  const n = 1 + Math.floor(next() * 14);
+  for (let i = 0; i < n; i++) out += FRAGMENTS[Math.floor(next() * FRAGMENTS.length)];
+  return out;
+}
+
+describe("cleaner properties", () => {
+  const next = prng(42);
+  const outputs = Array.from({ length: 600 }, () => randomOutput(next));
+  const labelLine = new RegExp(`^[ \\t]*[*_]*(?:${[...MAIN_CAST, "Friend", "Alice", "Mr. Treeger"].join("|")})[*_]*[ \\t]*(?:\\([^)]*\\))?[ \\t]*:(?![\\w/])`, "im");
+
+  it("never leaves a line that starts with a known speaker label", () => {
+    for (const raw of outputs) expect(clean(raw), JSON.stringify(raw)).not.toMatch(labelLine);
+  });
+
+  it("never leaves a stage-direction line after the first line", () => {
+    for (const raw of outputs) {
+      const lines = clean(raw).split("\n");
+      for (const line of lines) expect(line, JSON.stringify(raw)).not.toMatch(/^\s*[*_]*\s*(?:\([^()]*\)|\[[^\]]*\])\s*[*_]*\s*$/);
+    }
+  });
+
+  it("is idempotent", () => {
+    for (const raw of outputs) expect(clean(clean(raw)), JSON.stringify(raw)).toBe(clean(raw));
+  });
+
+  it("never streams text that the final reply does not start with", () => {
+    for (const raw of outputs) {
+      const final = clean(raw);
+      for (let i = 0; i <= raw.length; i++) {
+        const view = streamingView(raw.slice(0, i), opts);
+        expect(final.startsWith(view.text), `${JSON.stringify(raw.slice(0, i))} showed ${JSON.stringify(view.text)}`).toBe(true);
+        if (view.done) expect(view.text).toBe(final);
+      }
+    }
+  });
+});
