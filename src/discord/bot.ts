@@ -1,0 +1,80 @@
+import { Client, Events, GatewayIntentBits, Partials, type Interaction, type Message } from "discord.js";
+import type { Logger } from "pino";
+import type { Config } from "../config/env.ts";
+import type { Conversation } from "../conversation/conversation.ts";
+import { intake } from "./intake.ts";
+import { DiscordReply } from "./send.ts";
+
+export interface BotOptions {
+  config: Config;
+  conversation: Conversation;
+  logger: Logger;
+  /** Handles slash commands; the bot only routes them. */
+  onInteraction?: (interaction: Interaction) => Promise<void>;
+  /** Called once the gateway is ready, e.g. to register commands. */
+  onReady?: (client: Client<true>) => Promise<void>;
+  /** Per-user flood control: false means ignore this message. */
+  admit?: (message: Message) => boolean;
+}
+
+/** The discord.js client wired to Friend: messages in, replies out. */
+export class FriendBot {
+  readonly client: Client;
+  #ready = false;
+
+  constructor(private readonly options: BotOptions) {
+    this.client = new Client({
+      intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent, GatewayIntentBits.DirectMessages],
+      // Real Discord sends no CHANNEL_CREATE before a DM; without this partial DMs never arrive.
+      partials: [Partials.Channel],
+      rest: { api: options.config.discord.apiUrl },
+    });
+  }
+
+  get ready(): boolean {
+    return this.#ready && this.client.isReady();
+  }
+
+  async start(): Promise<void> {
+    const { client, options } = this;
+    const log = options.logger;
+    client.on(Events.MessageCreate, (message) => this.#onMessage(message));
+    client.on(Events.InteractionCreate, (interaction) => {
+      options.onInteraction?.(interaction).catch((err) => log.error({ err, command: interaction.isCommand() ? interaction.commandName : undefined }, "command failed"));
+    });
+    client.on(Events.ShardDisconnect, (event, shard) => log.warn({ shard, code: event.code }, "gateway disconnected"));
+    client.on(Events.ShardReconnecting, (shard) => log.info({ shard }, "gateway reconnecting"));
+    client.on(Events.ShardResume, (shard, replayed) => log.info({ shard, replayed }, "gateway resumed"));
+    client.on(Events.Warn, (message) => log.warn({ discord: message }, "discord.js warning"));
+    client.on(Events.Error, (err) => log.error({ err }, "discord.js error"));
+    client.rest.on("rateLimited", (info) => log.warn({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, "Discord rate limit; waiting"));
+
+    const ready = new Promise<Client<true>>((resolve) => client.once(Events.ClientReady, resolve));
+    await client.login(options.config.discord.token);
+    const readyClient = await ready;
+    log.info({ user: readyClient.user.tag, guilds: readyClient.guilds.cache.size }, "connected to Discord");
+    await options.onReady?.(readyClient);
+    this.#ready = true;
+  }
+
+  async stop(): Promise<void> {
+    this.#ready = false;
+    await this.client.destroy();
+  }
+
+  #onMessage(message: Message): void {
+    const { options } = this;
+    try {
+      const botUserId = this.client.user?.id;
+      if (!botUserId) return;
+      const decision = intake(message, { botUserId, ...options.config.discord });
+      if (!decision.answer) return;
+      if (options.admit && !options.admit(message)) return;
+      const result = options.conversation.submit(decision.message, new DiscordReply(message));
+      options.logger.debug({ msgId: message.id, channel: message.channelId, result }, "message received");
+    } catch (err) {
+      // A user's message must never take Friend down.
+      options.logger.error({ err, msgId: message.id }, "could not handle a message");
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import { cleanContent, MessageType, type Message } from "discord.js";
+import type { IncomingMessage } from "../conversation/conversation.ts";
+
+export interface IntakeRules {
+  botUserId: string;
+  /** Channels where Friend answers every message. */
+  channels: ReadonlySet<string>;
+  denyChannels: ReadonlySet<string>;
+  allowDms: boolean;
+}
+
+export type IntakeDecision = { answer: true; message: IncomingMessage } | { answer: false; reason: string };
+
+/** Why Friend would answer: a DM, a mention, a reply to Friend, or a channel where it answers everything. */
+export function addressReason(message: Message, rules: IntakeRules): string | null {
+  if (!message.inGuild()) return rules.allowDms ? "dm" : null;
+  if (rules.denyChannels.has(message.channelId)) return null;
+  if (rules.channels.has(message.channelId)) return "channel";
+  if (message.mentions.users.has(rules.botUserId)) return "mention";
+  if (message.reference?.messageId && message.mentions.repliedUser?.id === rules.botUserId) return "reply";
+  return null;
+}
+
+/**
+ * Decides whether a Discord message is for Friend, and if so turns it into plain conversation
+ * input: the bot's own mention removed, other mentions rendered as names.
+ */
+export function intake(message: Message, rules: IntakeRules): IntakeDecision {
+  if (message.author.bot) return { answer: false, reason: "bot" };
+  if (message.system || (message.type !== MessageType.Default && message.type !== MessageType.Reply)) return { answer: false, reason: "system" };
+  const why = addressReason(message, rules);
+  if (!why) return { answer: false, reason: "not addressed" };
+  const withoutMention = message.content.replace(new RegExp(`<@!?${rules.botUserId}>`, "g"), " ");
+  const text = cleanContent(withoutMention, message.channel).trim();
+  if (!text) return { answer: false, reason: "no text" };
+  return {
+    answer: true,
+    message: {
+      id: message.id,
+      channelId: message.channelId,
+      authorName: message.member?.displayName ?? message.author.displayName,
+      text,
+      at: message.createdTimestamp,
+    },
+  };
+}

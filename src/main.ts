@@ -1,0 +1,55 @@
+import dotenv from "dotenv";
+import { startFriend } from "./app.ts";
+import { ConfigError } from "./config/errors.ts";
+import { loadConfig } from "./config/env.ts";
+import { createLogger } from "./log.ts";
+
+/** If shutdown hangs (a stuck socket, a model mid-evaluation), leave anyway. */
+const SHUTDOWN_DEADLINE_MS = 8000;
+
+async function main(): Promise<void> {
+  dotenv.config({ quiet: true });
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.logLevel, secrets: [config.discord.token, config.openai.apiKey ?? ""] });
+  logger.info({ backend: config.defaultBackend, channels: config.discord.channels.size }, "Friend is starting");
+  let friend: Awaited<ReturnType<typeof startFriend>>;
+  try {
+    friend = await startFriend(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, "Friend could not start");
+    process.exit(1);
+  }
+  let exiting = false;
+  const shutdown = (signal: string) => {
+    if (exiting) return;
+    exiting = true;
+    logger.info({ signal }, "shutting down");
+    setTimeout(() => {
+      logger.warn("shutdown took too long; exiting anyway");
+      process.exit(0);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    friend.stop().then(
+      () => {
+        logger.info("bye");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "error while shutting down");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+await main();

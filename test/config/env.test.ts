@@ -1,0 +1,85 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "../../src/config/errors.ts";
+import { loadConfig } from "../../src/config/env.ts";
+
+const good = { DISCORD_TOKEN: "tok", OPENAI_API_KEY: "sk-test", OPENAI_MODEL: "ft:gpt-3.5-turbo-0125:org::abc" };
+
+function problems(env: Record<string, string>, settingsPath?: string): string[] {
+  try {
+    loadConfig(env, settingsPath);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("applies the documented defaults", () => {
+    const config = loadConfig(good);
+    expect(config.discord.apiUrl).toBe("https://discord.com/api");
+    expect(config.defaultBackend).toBe("openai");
+    expect(config.dbPath).toBe("data/friend.db");
+    expect(config.logLevel).toBe("info");
+    expect(config.local.contextSize).toBe(4096);
+    expect(config.local.sequences).toBe(4);
+    expect(config.local.gpuLayers).toBe("auto");
+    expect(config.discord.allowDms).toBe(true);
+    expect(config.http).toBeUndefined();
+    expect(config.settings.persona.name).toBe("Friend");
+  });
+
+  it("parses lists, numbers and flags", () => {
+    const config = loadConfig({
+      ...good,
+      FRIEND_CHANNELS: " 123456789012345678, 223456789012345678 ,",
+      LLAMA_GPU_LAYERS: "33",
+      LLAMA_THREADS: "2",
+      FRIEND_ALLOW_DMS: "off",
+      FRIEND_HTTP_PORT: "9090",
+      DISCORD_API_URL: "http://127.0.0.1:1234/api/",
+    });
+    expect([...config.discord.channels]).toEqual(["123456789012345678", "223456789012345678"]);
+    expect(config.local.gpuLayers).toBe(33);
+    expect(config.local.threads).toBe(2);
+    expect(config.discord.allowDms).toBe(false);
+    expect(config.http).toEqual({ port: 9090, host: "127.0.0.1" });
+    expect(config.discord.apiUrl).toBe("http://127.0.0.1:1234/api");
+  });
+
+  it("names every wrong variable at once", () => {
+    const found = problems({ FRIEND_BACKEND: "gpt", LLAMA_THREADS: "many", FRIEND_CHANNELS: "general", DISCORD_API_URL: "nope" });
+    expect(found.join("\n")).toMatch(/DISCORD_TOKEN: is required/);
+    expect(found.join("\n")).toMatch(/FRIEND_BACKEND: must be one of openai, local/);
+    expect(found.join("\n")).toMatch(/LLAMA_THREADS: must be a number/);
+    expect(found.join("\n")).toMatch(/FRIEND_CHANNELS\.0: must be a Discord id/);
+    expect(found.join("\n")).toMatch(/DISCORD_API_URL: must be a URL/);
+  });
+
+  it("requires the OpenAI model and key only for the openai default", () => {
+    expect(problems({ DISCORD_TOKEN: "t" })).toEqual([
+      expect.stringMatching(/^OPENAI_MODEL: is required when FRIEND_BACKEND=openai/),
+      expect.stringMatching(/^OPENAI_API_KEY: is required/),
+    ]);
+    expect(loadConfig({ DISCORD_TOKEN: "t", FRIEND_BACKEND: "local" }).openai.model).toBeUndefined();
+  });
+
+  it("reports a broken settings file with its path", () => {
+    const dir = mkdtempSync(join(tmpdir(), "friend-config-"));
+    const bad = join(dir, "friend.json");
+    writeFileSync(bad, JSON.stringify({ persona: { name: "lowercase" } }));
+    const found = problems(good, bad);
+    expect(found.some((p) => p.startsWith(`${bad}: persona.name: must be one capitalised word`))).toBe(true);
+    expect(found.some((p) => p.includes("window"))).toBe(true);
+    writeFileSync(bad, "{not json");
+    expect(problems(good, bad)[0]).toMatch(/cannot read settings/);
+  });
+
+  it("never puts a secret in its messages", () => {
+    const found = problems({ DISCORD_TOKEN: "", OPENAI_API_KEY: "sk-secret-value", FRIEND_BACKEND: "bad" });
+    expect(found.join("\n")).not.toContain("sk-secret-value");
+  });
+});

@@ -1,0 +1,79 @@
+import { Writable } from "node:stream";
+import { startFriend, type Friend, type FriendParts } from "../../src/app.ts";
+import { loadConfig, type Config } from "../../src/config/env.ts";
+import { createLogger } from "../../src/log.ts";
+import { FakeDiscord } from "../fakes/discord.ts";
+import { FakeOpenAI } from "../fakes/openai-chat.ts";
+
+export const OPENAI_KEY = "sk-test-key-never-logged-1234";
+
+/** Log lines captured as parsed JSON, plus the raw text (to prove nothing secret reached it). */
+export class LogCapture extends Writable {
+  readonly lines: Record<string, unknown>[] = [];
+  raw = "";
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    const text = chunk.toString();
+    this.raw += text;
+    for (const line of text.split("\n").filter(Boolean)) this.lines.push(JSON.parse(line));
+    done();
+  }
+}
+
+export interface World {
+  discord: FakeDiscord;
+  openai: FakeOpenAI;
+  friend: Friend;
+  config: Config;
+  logs: LogCapture;
+  stop(): Promise<void>;
+}
+
+/**
+ * A running Friend against a fake Discord and a fake OpenAI, both on loopback: the real discord.js
+ * client and the real openai SDK, nothing mocked in between.
+ */
+export async function startWorld(
+  options: { env?: Record<string, string>; settings?: (c: Config) => void; parts?: FriendParts; discord?: FakeDiscord } = {},
+): Promise<World> {
+  const discord = options.discord ?? (await FakeDiscord.start());
+  const openai = await FakeOpenAI.start();
+  const config = loadConfig({
+    DISCORD_TOKEN: discord.token,
+    DISCORD_API_URL: discord.apiUrl,
+    OPENAI_API_KEY: OPENAI_KEY,
+    OPENAI_BASE_URL: openai.baseURL,
+    OPENAI_MODEL: "ft:gpt-3.5-turbo-0125:friends::test",
+    LOG_LEVEL: "debug",
+    ...options.env,
+  });
+  // Fast tests: stream edits as they come, short timeouts, quick retries.
+  config.settings.generation.streamEditIntervalMs = 250;
+  config.settings.generation.timeoutMs = 5000;
+  options.settings?.(config);
+  const logs = new LogCapture();
+  const logger = createLogger({ level: "debug", secrets: [config.discord.token, OPENAI_KEY], destination: logs });
+  const friend = await startFriend(config, logger, options.parts);
+  return {
+    discord,
+    openai,
+    friend,
+    config,
+    logs,
+    async stop() {
+      await friend.stop();
+      await discord.stop();
+      await openai.stop();
+    },
+  };
+}
+
+/** Waits until `check` returns something truthy, polling; fails with `what` after `timeoutMs`. */
+export async function eventually<T>(check: () => T | undefined | null | false, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
