@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { BackendError, type Backend, type BackendErrorKind, type BackendName, type GenerationStats } from "../backends/backend.ts";
 import type { Settings } from "../config/settings.ts";
-import { cleanReply, streamingView } from "../reply/clean.ts";
+import { ReplyCleaner } from "../reply/clean.ts";
 import { splitMessage } from "../reply/split.ts";
 import { stopSequences } from "../reply/speakers.ts";
 import { recentSpeakers, speakerName } from "./prompt.ts";
@@ -288,7 +288,7 @@ export class Conversation {
       topP: generation.topP,
       signal: this.#abort.signal,
     });
-    let raw = "";
+    const cleaner = new ReplyCleaner(cleanOptions);
     let shown = "";
     let lastUpdate = 0;
     let firstTextMs: number | undefined;
@@ -299,21 +299,22 @@ export class Conversation {
         stats = next.value ?? undefined;
         break;
       }
-      raw += next.value;
       firstTextMs ??= Date.now() - started;
-      const view = streamingView(raw, cleanOptions);
-      if (view.done) {
+      if (cleaner.push(next.value).done) {
         // The model has started an invented scene: nothing more it says will be shown.
         await stream.return(undefined);
         break;
       }
       const now = Date.now();
-      if (sink && generation.stream && view.text && view.text !== shown && now - lastUpdate >= generation.streamEditIntervalMs) {
-        shown = view.text;
-        lastUpdate = now;
-        await sink.update(splitMessage(view.text)[0]!).catch(() => {});
+      if (sink && generation.stream && now - lastUpdate >= generation.streamEditIntervalMs) {
+        const { text } = cleaner.view();
+        if (text && text !== shown) {
+          shown = text;
+          lastUpdate = now;
+          await sink.update(splitMessage(text)[0]!).catch(() => {});
+        }
       }
     }
-    return { text: cleanReply(raw, cleanOptions), stats, firstTextMs, generationMs: Date.now() - started };
+    return { text: cleaner.text(), stats, firstTextMs, generationMs: Date.now() - started };
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cleanReply, streamingView } from "../../src/reply/clean.ts";
+import { cleanReply, ReplyCleaner, streamingView } from "../../src/reply/clean.ts";
 import { MAIN_CAST } from "../../src/reply/speakers.ts";
 
 const opts = { personaName: "Friend", windowNames: ["Alice", "Bob Smith"] };
@@ -55,6 +55,8 @@ describe("cleanReply", () => {
     ["I said: no way", "I said: no way"],
     ["```\ncode: here\n```", "```\ncode: here\n```"],
     ["Windows\r\nline\r\nends", "Windows\nline\nends"],
+    ["Friend: (sighs)", ""],
+    ["Sure.\nRoss: hi", "Sure."],
     // Empty results are possible; callers handle them.
     ["Friend:", ""],
     ["Ross: hi", "hi"],
@@ -106,7 +108,7 @@ function randomOutput(next: () => number): string {
 
 describe("cleaner properties", () => {
   const next = prng(42);
-  const outputs = Array.from({ length: 600 }, () => randomOutput(next));
+  const outputs = Array.from({ length: 3000 }, () => randomOutput(next));
   const labelLine = new RegExp(`^[ \\t]*[*_]*(?:${[...MAIN_CAST, "Friend", "Alice", "Mr. Treeger"].join("|")})[*_]*[ \\t]*(?:\\([^)]*\\))?[ \\t]*:(?![\\w/])`, "im");
 
   it("never leaves a line that starts with a known speaker label", () => {
@@ -125,13 +127,32 @@ describe("cleaner properties", () => {
   });
 
   it("never streams text that the final reply does not start with", () => {
+    const failures: string[] = [];
     for (const raw of outputs) {
       const final = clean(raw);
-      for (let i = 0; i <= raw.length; i++) {
-        const view = streamingView(raw.slice(0, i), opts);
-        expect(final.startsWith(view.text), `${JSON.stringify(raw.slice(0, i))} showed ${JSON.stringify(view.text)}`).toBe(true);
-        if (view.done) expect(view.text).toBe(final);
+      const cleaner = new ReplyCleaner(opts);
+      // Feed it character by character: every possible chunk boundary.
+      for (const char of raw) {
+        const view = cleaner.push(char).view();
+        if (!final.startsWith(view.text) || (view.done && view.text !== final)) failures.push(`${JSON.stringify(raw)} showed ${JSON.stringify(view.text)}`);
       }
+      if (cleaner.text() !== final) failures.push(`${JSON.stringify(raw)} ended as ${JSON.stringify(cleaner.text())}`);
     }
+    expect(failures.slice(0, 5)).toEqual([]);
+  });
+});
+
+describe("pathological output", () => {
+  // Guards against regex backtracking blow-ups: each of these hung or crawled in an earlier version.
+  it.each([
+    ["a".repeat(20_000), "a".repeat(20_000)],
+    [`Ok.\n${"Could I BE any more ".repeat(400)}`, `Ok.\n${"Could I BE any more ".repeat(400).trimEnd()}`],
+    [`Ok.\n${"Joey and ".repeat(500)}`, `Ok.\n${"Joey and ".repeat(500).trimEnd()}`],
+    [`Ok.\n${"(".repeat(5000)}`, `Ok.\n${"(".repeat(5000)}`],
+    [`Ok.\n${"A/".repeat(3000)}: hi`, `Ok.\n${"A/".repeat(3000)}: hi`],
+  ])("cleans %#", (raw, expected) => {
+    const cleaner = new ReplyCleaner(opts);
+    for (let i = 0; i < raw.length; i += 7) cleaner.push(raw.slice(i, i + 7)).view();
+    expect(cleaner.text()).toBe(expected);
   });
 });

@@ -1,0 +1,457 @@
+/**
+ * The local backend: a Llama GGUF base model run by llama.cpp (through node-llama-cpp), with the
+ * Friends LoRA adapter applied at runtime.
+ *
+ * - The adapter was trained on plain script text (`Joey: …\nChandler: …`), so this is text
+ *   completion of `renderScript`'s prompt, never a chat template.
+ * - One context with N sequences; each channel borrows a sequence and keeps it between turns, so a
+ *   new turn evaluates only the tokens after the cached prefix (see `ChannelSlots`, `fitPrompt`).
+ * - Several channels generating at once are batched by node-llama-cpp through the shared context.
+ */
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { basename } from "node:path";
+import {
+  InsufficientMemoryError,
+  LlamaCompletion,
+  LlamaLogLevel,
+  LlamaLogLevelGreaterThanOrEqual,
+  LlamaVocabularyType,
+  type LlamaCompletionResponse,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import { pino, type Logger } from "pino";
+import { recentSpeakers, renderScript } from "../conversation/prompt.ts";
+import { streamingView } from "../reply/clean.ts";
+import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "./backend.ts";
+import { ChannelSlots, type Lease } from "./local/channel-slots.ts";
+import { ChunkQueue } from "./local/chunk-queue.ts";
+import { checkGgufFile, llamaFailureReason } from "./local/model-files.ts";
+import { fitPrompt } from "./local/prompt-fit.ts";
+import { llamaRuntime, onLlamaLog } from "./local/runtime.ts";
+
+export const DEFAULT_MODEL_PATH = "models/llama-2-7b.Q4_K_M.gguf";
+/** Used as the adapter when none is configured, if the file exists. */
+export const DEFAULT_LORA_PATH = "adapters/friends-lora.gguf";
+
+export interface LocalBackendOptions {
+  /** Base model GGUF (LLAMA_MODEL_PATH). Default `models/llama-2-7b.Q4_K_M.gguf`. */
+  modelPath?: string;
+  /** LoRA adapter GGUF (LLAMA_LORA_PATH). Undefined: base model only (see `defaultLoraPath`). */
+  loraPath?: string;
+  /** Adapter scale (LLAMA_LORA_SCALE); 0 is the base model. Default 1. */
+  loraScale?: number;
+  /** CPU threads (LLAMA_THREADS). Default: `os.availableParallelism()`, never node-llama-cpp's 4. */
+  threads?: number;
+  /** Layers offloaded to a GPU (LLAMA_GPU_LAYERS): "auto" fits what the GPU holds, 0 is CPU only. Default "auto". */
+  gpuLayers?: "auto" | number;
+  /** Tokens per channel sequence, prompt and reply together (LLAMA_CONTEXT_SIZE). Default 4096. */
+  contextSize?: number;
+  /** Channels served concurrently by the one context (LLAMA_SEQUENCES). Default 4. */
+  sequences?: number;
+  /** Where load progress, llama.cpp warnings and per-generation counters go. Default: silent. */
+  logger?: Logger;
+}
+
+export const LOCAL_DEFAULTS = {
+  modelPath: DEFAULT_MODEL_PATH,
+  loraScale: 1,
+  gpuLayers: "auto",
+  contextSize: 4096,
+  sequences: 4,
+} as const;
+
+/** The adapter to use when LLAMA_LORA_PATH is not set: `adapters/friends-lora.gguf` if present. */
+export function defaultLoraPath(): string | undefined {
+  return existsSync(DEFAULT_LORA_PATH) ? DEFAULT_LORA_PATH : undefined;
+}
+
+/** Why a local generation ended. `speaker`: the reply cleaner saw a new speaker the stop list missed. */
+export type LocalStopReason = "eos" | "stop" | "speaker" | "maxTokens";
+
+export interface LocalGenerationStats extends GenerationStats {
+  promptTokens: number;
+  /** Tokens the model sampled, including any that formed a stop trigger. */
+  completionTokens: number;
+  /** Prompt tokens llama.cpp evaluated; the rest came from the sequence's KV cache. */
+  evaluatedPromptTokens: number;
+  stopReason: LocalStopReason;
+  /** Oldest window turns left out of the prompt to fit the context. */
+  droppedTurns: number;
+}
+
+/** After a trim, the prompt uses at most this fraction of its budget, so many turns fit before the next one. */
+const TRIM_TO_FRACTION = 0.5;
+/** Prompt tokens evaluated between abort checks; llama.cpp cannot be interrupted inside one decode. */
+const PREFILL_CHUNK = 256;
+
+interface Loaded {
+  model: LlamaModel;
+  context: LlamaContext;
+  slots: ChannelSlots<LlamaContextSequence>;
+  /** The token node-llama-cpp puts before a completion prompt (BOS for Llama), or null. */
+  firstToken: Token | null;
+}
+
+export class LocalBackend implements Backend {
+  readonly name = "local" as const;
+
+  private readonly modelPath: string;
+  private readonly loraPath: string | undefined;
+  private readonly loraScale: number;
+  private readonly threads: number;
+  private readonly gpuLayers: "auto" | number;
+  private readonly contextSize: number;
+  private readonly sequences: number;
+  private readonly log: Logger;
+
+  private loading: Promise<Loaded> | undefined;
+  private loaded: Loaded | undefined;
+  private unsubscribeLog: (() => void) | undefined;
+  /** llama.cpp error lines since the current load step began, for the real failure reason. */
+  private readonly llamaErrors: string[] = [];
+  /** Aborted by close(): ends every generation in flight. */
+  private closing = new AbortController();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(options: LocalBackendOptions = {}) {
+    this.modelPath = options.modelPath ?? LOCAL_DEFAULTS.modelPath;
+    this.loraPath = options.loraPath || undefined;
+    this.loraScale = options.loraScale ?? LOCAL_DEFAULTS.loraScale;
+    this.threads = options.threads ?? availableParallelism();
+    this.gpuLayers = options.gpuLayers ?? LOCAL_DEFAULTS.gpuLayers;
+    this.contextSize = options.contextSize ?? LOCAL_DEFAULTS.contextSize;
+    this.sequences = options.sequences ?? LOCAL_DEFAULTS.sequences;
+    this.log = (options.logger ?? pino({ enabled: false })).child({ backend: "local" });
+    if (!Number.isFinite(this.loraScale)) throw new RangeError(`loraScale must be a number, got ${this.loraScale}`);
+    if (!Number.isInteger(this.threads) || this.threads < 1) throw new RangeError(`threads must be a positive integer, got ${this.threads}`);
+    if (this.gpuLayers !== "auto" && (!Number.isInteger(this.gpuLayers) || this.gpuLayers < 0)) {
+      throw new RangeError(`gpuLayers must be "auto" or a non-negative integer, got ${this.gpuLayers}`);
+    }
+    if (!Number.isInteger(this.contextSize) || this.contextSize < 64) throw new RangeError(`contextSize must be an integer ≥ 64, got ${this.contextSize}`);
+    if (!Number.isInteger(this.sequences) || this.sequences < 1) throw new RangeError(`sequences must be a positive integer, got ${this.sequences}`);
+  }
+
+  describe(): BackendInfo {
+    return {
+      backend: "local",
+      model: basename(this.modelPath),
+      ...(this.loraPath ? { adapter: basename(this.loraPath) } : {}),
+      loaded: this.loaded !== undefined,
+    };
+  }
+
+  /**
+   * Loads the model, the adapter and the context, once. Concurrent callers share the load; a
+   * failed load throws BackendError("load") naming the file and the reason, and the next call
+   * tries again (after the file is fixed, say).
+   */
+  async prepare(): Promise<void> {
+    await this.load();
+  }
+
+  async *generate(request: GenerateRequest): AsyncGenerator<string, LocalGenerationStats, undefined> {
+    let finished!: () => void;
+    const tracked = new Promise<void>((resolve) => (finished = resolve));
+    this.inFlight.add(tracked);
+    try {
+      return yield* this.generateInChannel(request);
+    } finally {
+      this.inFlight.delete(tracked);
+      finished();
+    }
+  }
+
+  resetChannel(channelId: string): void {
+    this.loaded?.slots.forget(channelId);
+  }
+
+  /** Ends generations in flight and frees the model and context. A later call loads again. */
+  async close(): Promise<void> {
+    this.closing.abort(new BackendError("aborted", "The local backend is closing."));
+    await Promise.allSettled([...this.inFlight]);
+    const loaded = await this.loading?.catch(() => undefined);
+    this.loading = undefined;
+    this.loaded = undefined;
+    if (loaded) {
+      await loaded.context.dispose();
+      await loaded.model.dispose();
+      this.log.info("local model unloaded");
+    }
+    this.unsubscribeLog?.();
+    this.unsubscribeLog = undefined;
+    this.closing = new AbortController();
+  }
+
+  // ── Loading ────────────────────────────────────────────────────────────────────────────────
+
+  private load(): Promise<Loaded> {
+    this.loading ??= this.loadOnce().then(
+      (loaded) => (this.loaded = loaded),
+      (err: unknown) => {
+        this.loading = undefined;
+        this.unsubscribeLog?.();
+        this.unsubscribeLog = undefined;
+        this.log.error({ err }, "local model failed to load");
+        throw err;
+      },
+    );
+    return this.loading;
+  }
+
+  private async loadOnce(): Promise<Loaded> {
+    const started = Date.now();
+    await checkGgufFile(this.modelPath, "model");
+    if (this.loraPath) await checkGgufFile(this.loraPath, "LoRA adapter");
+    this.unsubscribeLog ??= onLlamaLog((level, message) => this.onLlamaLog(level, message));
+    this.log.info({ model: this.modelPath, adapter: this.loraPath, threads: this.threads, gpuLayers: this.gpuLayers }, "loading local model");
+
+    let llama;
+    try {
+      llama = await llamaRuntime({ gpu: this.gpuLayers !== 0, threads: this.threads });
+    } catch (err) {
+      throw new BackendError("load", `Cannot start llama.cpp from node-llama-cpp's prebuilt binary: ${(err as Error).message}`, { cause: err });
+    }
+
+    const model = await this.step(
+      () => {
+        let reported = 0;
+        return llama.loadModel({
+          modelPath: this.modelPath,
+          gpuLayers: this.gpuLayers,
+          onLoadProgress: (progress) => {
+            // Quarter steps: a 4 GB model on a slow disk takes long enough to want a sign of life.
+            if (progress >= reported + 0.25 || progress === 1) {
+              reported = progress;
+              this.log.info({ progress: Math.round(progress * 100) }, "loading local model");
+            }
+          },
+        });
+      },
+      (reason) => `Cannot load the local model ${this.modelPath}: ${reason}`,
+    );
+
+    let context: LlamaContext;
+    try {
+      context = await this.step(
+        () =>
+          model.createContext({
+            contextSize: this.contextSize,
+            sequences: this.sequences,
+            threads: this.threads,
+            ...(this.loraPath ? { lora: { adapters: [{ filePath: this.loraPath, scale: this.loraScale }] } } : {}),
+          }),
+        (reason, err) => {
+          if (this.loraPath && /lora/i.test((err as Error).message)) {
+            return `Cannot apply the LoRA adapter ${this.loraPath} to the model ${this.modelPath}: ${reason}`;
+          }
+          if (err instanceof InsufficientMemoryError) {
+            return `Not enough memory for ${this.sequences} sequences × ${this.contextSize} tokens of context with ${this.modelPath}; lower LLAMA_CONTEXT_SIZE or LLAMA_SEQUENCES (${reason})`;
+          }
+          return `Cannot create a llama.cpp context for ${this.modelPath}: ${reason}`;
+        },
+      );
+    } catch (err) {
+      await model.dispose();
+      throw err;
+    }
+
+    const sequences = Array.from({ length: this.sequences }, () => context.getSequence());
+    this.log.info(
+      {
+        ms: Date.now() - started,
+        gpu: llama.gpu,
+        gpuLayers: model.gpuLayers,
+        modelBytes: model.size,
+        contextSize: context.contextSize,
+        sequences: this.sequences,
+        adapterScale: this.loraPath ? this.loraScale : undefined,
+      },
+      "local model loaded",
+    );
+    return { model, context, slots: new ChannelSlots(sequences), firstToken: firstPromptToken(model) };
+  }
+
+  /**
+   * Runs one load step, turning its failure into a BackendError that carries llama.cpp's own
+   * reason when it logged one (node-llama-cpp's messages are generic).
+   */
+  private async step<T>(run: () => Promise<T>, describe: (reason: string, err: unknown) => string): Promise<T> {
+    this.llamaErrors.length = 0;
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof BackendError) throw err;
+      // llama.cpp's log lines arrive through the event loop; let any still queued land first.
+      await new Promise((resolve) => setImmediate(resolve));
+      const reason = llamaFailureReason(this.llamaErrors) ?? (err as Error).message;
+      throw new BackendError("load", describe(reason, err), { cause: err });
+    }
+  }
+
+  private onLlamaLog(level: LlamaLogLevel, message: string): void {
+    if (LlamaLogLevelGreaterThanOrEqual(level, LlamaLogLevel.error)) {
+      this.llamaErrors.push(message);
+      this.log.error({ llama: message.trim() }, "llama.cpp error");
+    } else {
+      this.log.warn({ llama: message.trim() }, "llama.cpp warning");
+    }
+  }
+
+  // ── Generation ─────────────────────────────────────────────────────────────────────────────
+
+  private async *generateInChannel(request: GenerateRequest): AsyncGenerator<string, LocalGenerationStats, undefined> {
+    const { channelId } = request;
+    const signal = AbortSignal.any([request.signal, this.closing.signal]);
+    if (signal.aborted) throw this.abortedError(request, 0);
+    const loaded = await this.load();
+
+    let lease: Lease<LlamaContextSequence>;
+    try {
+      lease = await loaded.slots.acquire(channelId, signal);
+    } catch {
+      throw this.abortedError(request, 0);
+    }
+    // Aborted by the reply cleaner when the model starts a line for someone else.
+    const speakerCut = new AbortController();
+    const completion = new LlamaCompletion({ contextSequence: lease.slot.sequence });
+    let generation: Promise<LlamaCompletionResponse> | undefined;
+    let sampled = (): number => 0;
+    const started = Date.now();
+    try {
+      const sequence = lease.slot.sequence;
+      // Another channel's transcript must never leak into this one.
+      if (lease.reassigned) await sequence.clearHistory();
+
+      // The reply may use at most half the sequence, so the prompt always keeps some room.
+      const maxTokens = Math.max(1, Math.min(request.maxTokens, Math.floor(sequence.contextSize / 2)));
+      const reserved = maxTokens + (loaded.firstToken === null ? 0 : 1) + 1;
+      const fit = fitPrompt({
+        turns: request.turns,
+        firstTurnAt: lease.slot.firstTurnAt,
+        budget: sequence.contextSize - reserved,
+        trimToFraction: TRIM_TO_FRACTION,
+        // Tokens, not the string: node-llama-cpp trims a string's leading space before tokenizing.
+        encode: (turns) => loaded.model.tokenize(renderScript(request.persona, turns)),
+      });
+      if (!fit) {
+        throw new BackendError(
+          "bad_request",
+          `The newest message does not fit the local model's context of ${sequence.contextSize} tokens per channel (LLAMA_CONTEXT_SIZE).`,
+        );
+      }
+      if (fit.trimmed) this.log.info({ channelId, droppedTurns: fit.start }, "local prompt trimmed to fit the context");
+
+      const input = loaded.firstToken === null ? [...fit.tokens] : [loaded.firstToken, ...fit.tokens];
+      const evaluatedPromptTokens = await prefill(sequence, input, signal);
+      lease.slot.firstTurnAt = request.turns[fit.start]?.at;
+
+      const chunks = new ChunkQueue<string>();
+      const cleanOptions = { personaName: request.persona.name, windowNames: recentSpeakers(request.turns) };
+      let raw = "";
+      const meterBefore = sequence.tokenMeter.getState();
+      // Every sampled token needed one set of logits: the meter's output count is the reply length.
+      sampled = () => sequence.tokenMeter.getState().usedOutputTokens - meterBefore.usedOutputTokens;
+      generation = completion
+        .generateCompletionWithMeta([...fit.tokens], {
+          maxTokens,
+          temperature: request.temperature,
+          ...(request.temperature > 0 ? { topP: request.topP } : {}),
+          customStopTriggers: request.stop,
+          signal: AbortSignal.any([signal, speakerCut.signal]),
+          stopOnAbortSignal: true,
+          // The prompt was sized to fit with the reply: never let node-llama-cpp drop tokens itself.
+          disableContextShift: true,
+          contextShiftSize: maxTokens,
+          onTextChunk: (text) => {
+            raw += text;
+            chunks.push(text);
+            // The stop list holds only likely names; the cleaner knows any `\nName:` line is the end.
+            if (!speakerCut.signal.aborted && streamingView(raw, cleanOptions).done) speakerCut.abort();
+          },
+        })
+        .finally(() => chunks.end());
+      generation.catch(() => undefined); // observed below; this keeps an early exit from leaving it unhandled
+
+      for await (const chunk of chunks) yield chunk;
+      const result = await generation;
+      signal.throwIfAborted();
+
+      const completionTokens = sampled();
+      const stats: LocalGenerationStats = {
+        promptTokens: input.length,
+        completionTokens,
+        evaluatedPromptTokens,
+        stopReason: stopReasonOf(result, speakerCut.signal.aborted),
+        droppedTurns: fit.start,
+      };
+      this.log.debug({ channelId, ...stats, ms: Date.now() - started }, "local generation");
+      return stats;
+    } catch (err) {
+      if (signal.aborted) throw this.abortedError(request, sampled());
+      if (err instanceof BackendError) throw err;
+      throw new BackendError("unknown", `Local generation failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      // Also reached when the reader stops early: end the generation before freeing the sequence.
+      speakerCut.abort();
+      await generation?.catch(() => undefined);
+      completion.dispose();
+      lease.release();
+    }
+  }
+
+  private abortedError(request: GenerateRequest, completionTokens: number): BackendError {
+    const why = this.closing.signal.aborted && !request.signal.aborted ? "the local backend is closing" : "the request was aborted";
+    this.log.debug({ channelId: request.channelId, completionTokens, stopReason: "abort" }, "local generation aborted");
+    return new BackendError("aborted", `Local generation in channel ${request.channelId} stopped after ${completionTokens} tokens: ${why}.`);
+  }
+}
+
+/**
+ * Evaluates the prompt into the sequence, reusing the cached prefix, in chunks so an abort is
+ * noticed between them. Leaves the last token for LlamaCompletion, which needs its logits.
+ * Returns how many prompt tokens were evaluated, as counted by the sequence's token meter.
+ */
+async function prefill(sequence: LlamaContextSequence, input: readonly Token[], signal: AbortSignal): Promise<number> {
+  const before = sequence.tokenMeter.getState();
+  const head = input.slice(0, -1);
+  // Erases whatever follows the common prefix (the previous reply's tail, an old window start).
+  await sequence.adaptStateToTokens(head, false);
+  for (let i = sequence.nextTokenIndex; i < head.length; i += PREFILL_CHUNK) {
+    signal.throwIfAborted();
+    await sequence.evaluateWithoutGeneratingNewTokens(head.slice(i, i + PREFILL_CHUNK));
+  }
+  signal.throwIfAborted();
+  const after = sequence.tokenMeter.getState();
+  // +1: the last prompt token, which LlamaCompletion evaluates to sample the first reply token.
+  return after.usedInputTokens - before.usedInputTokens + (after.usedOutputTokens - before.usedOutputTokens) + 1;
+}
+
+/** The token LlamaCompletion puts before the prompt; mirrors its rule so the cached prefix matches. */
+function firstPromptToken(model: LlamaModel): Token | null {
+  switch (model.vocabularyType) {
+    case LlamaVocabularyType.rwkv:
+    case LlamaVocabularyType.ugm:
+      return null;
+    case LlamaVocabularyType.wpm:
+      return model.tokens.bos;
+    default:
+      return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
+  }
+}
+
+function stopReasonOf(result: LlamaCompletionResponse, speakerCut: boolean): LocalStopReason {
+  switch (result.metadata.stopReason) {
+    case "eogToken":
+      return "eos";
+    case "maxTokens":
+      return "maxTokens";
+    case "abort":
+      return speakerCut ? "speaker" : "stop";
+    default:
+      return "stop";
+  }
+}

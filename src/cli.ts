@@ -1,0 +1,65 @@
+import { runDataChunks } from "./data/commands/data-chunks.ts";
+import { runDataSft } from "./data/commands/data-sft.ts";
+import { runFinetune, runFinetuneStatus } from "./data/commands/finetune.ts";
+import { processIo, type CommandIo } from "./data/commands/io.ts";
+import { CommandError } from "./data/errors.ts";
+
+/** One `friend` subcommand. `name` may be several words ("data sft"); the longest match wins. */
+interface Subcommand {
+  name: string;
+  summary: string;
+  /** Gets the arguments after the name; returns the exit code. */
+  run(argv: string[], io: CommandIo): Promise<number>;
+}
+
+const SUBCOMMANDS: Subcommand[] = [
+  { name: "data sft", summary: "build OpenAI chat fine-tuning JSONL from Friends transcripts", run: runDataSft },
+  { name: "data chunks", summary: "build LoRA text chunks JSONL from Friends transcripts", run: runDataChunks },
+  { name: "finetune", summary: "validate, upload and run an OpenAI fine-tuning job", run: runFinetune },
+  { name: "finetune status", summary: "reattach to a fine-tuning job (--cancel cancels it)", run: runFinetuneStatus },
+];
+
+export function helpText(): string {
+  const width = Math.max(...SUBCOMMANDS.map((c) => c.name.length));
+  return [
+    "Usage: friend <command> [options]",
+    "",
+    "Commands:",
+    ...SUBCOMMANDS.map((c) => `  friend ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Run `friend <command> --help` for a command's options.",
+  ].join("\n");
+}
+
+/** Runs the `friend` command line and returns the exit code; errors are printed as one line. */
+export async function main(argv: string[], io: CommandIo = processIo()): Promise<number> {
+  const [first] = argv;
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    (first === undefined ? io.err : io.out)(helpText());
+    return first === undefined ? 2 : 0;
+  }
+  const command = findSubcommand(argv);
+  if (!command) {
+    const group = SUBCOMMANDS.filter((c) => c.name.startsWith(`${first} `)).map((c) => `friend ${c.name}`);
+    io.err(group.length ? `friend ${first}: give a subcommand: ${group.join(", ")}` : `friend: unknown command "${first}"; run friend --help`);
+    return 2;
+  }
+  try {
+    return await command.run(argv.slice(command.name.split(" ").length), io);
+  } catch (err) {
+    io.err(`friend ${command.name}: ${describeError(err, io.env)}`);
+    return err instanceof CommandError ? err.exitCode : 1;
+  }
+}
+
+function findSubcommand(argv: readonly string[]): Subcommand | undefined {
+  const matches = SUBCOMMANDS.filter((c) => c.name.split(" ").every((word, i) => argv[i] === word));
+  return matches.sort((a, b) => b.name.length - a.name.length)[0];
+}
+
+/** The message alone; a stack only for unexpected errors when FRIEND_DEBUG is set. */
+function describeError(err: unknown, env: CommandIo["env"]): string {
+  if (!(err instanceof Error)) return String(err);
+  if (err instanceof CommandError || !env.FRIEND_DEBUG) return err.message;
+  return err.stack ?? err.message;
+}
