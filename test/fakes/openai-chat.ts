@@ -25,6 +25,9 @@ export interface ChatRequest {
  */
 export class FakeOpenAI {
   readonly requests: ChatRequest[] = [];
+  /** The most requests that were being answered at the same moment. */
+  maxInFlight = 0;
+  #inFlight = 0;
   readonly #script: ChatScript[] = [];
   #fallback: (request: ChatRequest) => ChatScript = () => ({ text: "Friend: Sure thing." });
   readonly #open = new Set<ServerResponse>();
@@ -70,6 +73,8 @@ export class FakeOpenAI {
     }
     const request: ChatRequest = { body: JSON.parse(raw), headers: req.headers };
     this.requests.push(request);
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.#inFlight);
+    res.on("close", () => this.#inFlight--);
     const answer = this.#script.shift() ?? this.#fallback(request);
     if ("hang" in answer) {
       this.#open.add(res);
