@@ -1,14 +1,18 @@
+import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { BackendError, type Backend } from "./backends/backend.ts";
 import { Backends, type LocalBackendFactory } from "./backends/registry.ts";
 import type { Config } from "./config/env.ts";
 import { Conversation, type ConversationEvent } from "./conversation/conversation.ts";
-import { MemoryStore, type ConversationStore } from "./conversation/store.ts";
 import { FriendBot } from "./discord/bot.ts";
+import { commandHandler, registerCommands } from "./discord/commands/index.ts";
+import { SqliteStore } from "./store/sqlite.ts";
+
+export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
 
 export interface FriendParts {
-  /** Defaults to the store at config.dbPath. */
-  store?: ConversationStore;
+  /** Move an unreadable database aside instead of refusing to start (the --move-corrupt-db flag). */
+  moveCorruptDb?: boolean;
   /** Defaults to the llama.cpp backend built from config.local. */
   makeLocal?: LocalBackendFactory;
   onEvent?: (event: ConversationEvent) => void;
@@ -19,7 +23,7 @@ export interface Friend {
   bot: FriendBot;
   conversation: Conversation;
   backends: Backends;
-  store: ConversationStore;
+  store: SqliteStore;
   /** Closes the gateway, lets in-flight replies finish briefly, then releases everything. */
   stop(): Promise<void>;
 }
@@ -37,7 +41,8 @@ function unavailableLocal(): Backend {
 
 /** Wires config → store → backends → conversation → bot, and logs in. */
 export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
-  const store = parts.store ?? new MemoryStore();
+  const startedAt = Date.now();
+  const store = new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
   const backends = new Backends(config, logger, parts.makeLocal ?? unavailableLocal);
   const conversation = new Conversation({
     settings: config.settings,
@@ -47,12 +52,31 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     logger,
     onEvent: parts.onEvent,
   });
-  const bot = new FriendBot({ config, conversation, logger });
+  const bot = new FriendBot({
+    config,
+    conversation,
+    logger,
+    onInteraction: commandHandler({ config, conversation, backends, store, startedAt, version: VERSION }, logger),
+    onReady: async (client) => {
+      try {
+        const count = await registerCommands(client.rest, client.application.id, config.discord.guildId);
+        logger.info({ count, guild: config.discord.guildId ?? "global" }, "slash commands registered");
+      } catch (err) {
+        logger.error({ err }, "could not register slash commands; run `npm run register` later");
+      }
+    },
+  });
   if (config.defaultBackend === "local") {
     // The default backend loads at start; a failure is logged and retried on the first message.
     void backends.unavailableReason("local").then((reason) => reason && logger.error({ reason }, "local model failed to load"));
   }
-  await bot.start();
+  try {
+    await bot.start();
+  } catch (err) {
+    await bot.stop().catch(() => {});
+    store.close();
+    throw err;
+  }
   let stopping: Promise<void> | undefined;
   return {
     bot,
@@ -63,6 +87,7 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
       (stopping ??= (async () => {
         await Promise.all([bot.stop(), conversation.close()]);
         await backends.close();
+        store.close();
       })()),
   };
 }

@@ -3,6 +3,7 @@ import { startFriend } from "./app.ts";
 import { ConfigError } from "./config/errors.ts";
 import { loadConfig } from "./config/env.ts";
 import { createLogger } from "./log.ts";
+import { StoreError } from "./store/sqlite.ts";
 
 /** If shutdown hangs (a stuck socket, a model mid-evaluation), leave anyway. */
 const SHUTDOWN_DEADLINE_MS = 8000;
@@ -23,8 +24,12 @@ async function main(): Promise<void> {
   logger.info({ backend: config.defaultBackend, channels: config.discord.channels.size }, "Friend is starting");
   let friend: Awaited<ReturnType<typeof startFriend>>;
   try {
-    friend = await startFriend(config, logger);
+    friend = await startFriend(config, logger, { moveCorruptDb: process.argv.includes("--move-corrupt-db") });
   } catch (err) {
+    if (err instanceof StoreError) {
+      console.error(err.message);
+      process.exit(1);
+    }
     logger.fatal({ err }, "Friend could not start");
     process.exit(1);
   }

@@ -57,6 +57,8 @@ interface ChannelState {
   id: string;
   window?: ChannelWindow;
   pending: Pending[];
+  /** Ids being answered right now: a gateway replay of one must not be queued again. */
+  answering: Set<string>;
   running: boolean;
   lastActive: number;
 }
@@ -86,7 +88,7 @@ export class Conversation {
       return "dropped";
     }
     const state = this.#state(message.channelId);
-    if (this.options.store.isAnswered(message.id) || state.pending.some((p) => p.message.id === message.id)) return "duplicate";
+    if (state.answering.has(message.id) || state.pending.some((p) => p.message.id === message.id) || this.options.store.isAnswered(message.id)) return "duplicate";
     const { maxInputChars } = this.options.settings.window;
     const text = message.text.length > maxInputChars ? `${message.text.slice(0, maxInputChars)}…` : message.text;
     state.pending.push({ message: { ...message, text }, sink });
@@ -147,7 +149,7 @@ export class Conversation {
   #state(channelId: string): ChannelState {
     let state = this.#channels.get(channelId);
     if (!state) {
-      state = { id: channelId, pending: [], running: false, lastActive: Date.now() };
+      state = { id: channelId, pending: [], answering: new Set(), running: false, lastActive: Date.now() };
       this.#channels.set(channelId, state);
       this.#evictIdle();
     }
@@ -175,7 +177,8 @@ export class Conversation {
           // Everything that arrived while this channel waited or generated becomes one turn.
           const batch = state.pending.splice(0);
           if (batch.length > 1) this.#emit({ type: "coalesced", count: batch.length });
-          if (batch.length > 0) await this.#answer(state, batch);
+          for (const p of batch) state.answering.add(p.message.id);
+          if (batch.length > 0) await this.#answer(state, batch).finally(() => state.answering.clear());
         } finally {
           this.#slots.release();
         }

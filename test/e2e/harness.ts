@@ -44,6 +44,7 @@ export async function startWorld(
     OPENAI_BASE_URL: openai.baseURL,
     OPENAI_MODEL: "ft:gpt-3.5-turbo-0125:friends::test",
     LOG_LEVEL: "debug",
+    FRIEND_DB_PATH: ":memory:",
     ...options.env,
   });
   // Fast tests: stream edits as they come, short timeouts, quick retries.

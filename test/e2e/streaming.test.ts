@@ -18,7 +18,7 @@ describe("streaming", () => {
     const final = "Oh, I don't know, what are you up for?";
     await eventually(() => discord.botMessages(channel)[0]?.content === final, "the final reply");
     const [message] = discord.botMessages(channel);
-    const shown = [message!.body.content, ...message!.edits.map((e: { content: string }) => e.content)];
+    const shown = [message!.body.content, ...(message!.edits as { content: string }[]).map((e) => e.content)];
     expect(shown.length).toBeGreaterThan(1); // it really streamed
     for (const text of shown) {
       expect(final.startsWith(text), `showed ${JSON.stringify(text)}`).toBe(true);

@@ -1,0 +1,38 @@
+import { ApplicationIntegrationType, EmbedBuilder, InteractionContextType, MessageFlags, SlashCommandBuilder } from "discord.js";
+import type { SlashCommand } from "./command.ts";
+
+function formatUptime(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const parts = [[Math.floor(s / 86400), "d"], [Math.floor((s % 86400) / 3600), "h"], [Math.floor((s % 3600) / 60), "m"], [s % 60, "s"]] as const;
+  return parts.filter(([n], i) => n > 0 || i === parts.length - 1).map(([n, u]) => `${n}${u}`).join(" ");
+}
+
+/** `/status`: the channel's backend and model, the local model's state, the window size, uptime and version. */
+export const statusCommand: SlashCommand = {
+  data: new SlashCommandBuilder()
+    .setName("status")
+    .setDescription("Show Friend's model, memory and uptime for this channel")
+    .setIntegrationTypes(ApplicationIntegrationType.GuildInstall)
+    .setContexts(InteractionContextType.Guild, InteractionContextType.BotDM)
+    .toJSON(),
+
+  async execute(interaction, { config, conversation, backends, store, startedAt, version }) {
+    const backend = store.getBackend(interaction.channelId) ?? config.defaultBackend;
+    const openai = backends.openai.describe();
+    const local = backends.created().find((b) => b.name === "local")?.describe();
+    const window = conversation.windowSize(interaction.channelId);
+    const embed = new EmbedBuilder()
+      .setTitle(`${config.settings.persona.name} — status`)
+      .addFields(
+        { name: "Backend here", value: backend, inline: true },
+        { name: "OpenAI model", value: openai.model, inline: true },
+        { name: "Local model", value: local?.model ?? config.local.modelPath.split("/").pop()!, inline: true },
+        { name: "Adapter", value: local?.adapter ?? config.local.loraPath?.split("/").pop() ?? "none", inline: true },
+        { name: "Local model loaded", value: local?.loaded ? "yes" : "no", inline: true },
+        { name: "Window", value: `${window.turns} turns, ${window.tokens} tokens`, inline: true },
+        { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
+        { name: "Version", value: version, inline: true },
+      );
+    await interaction.reply({ embeds: [embed], flags: MessageFlags.Ephemeral });
+  },
+};
