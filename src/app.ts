@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
-import { BackendError, type Backend } from "./backends/backend.ts";
+import { LocalBackend } from "./backends/local.ts";
 import { Backends, type LocalBackendFactory } from "./backends/registry.ts";
 import type { Config } from "./config/env.ts";
 import { Conversation, type ConversationEvent } from "./conversation/conversation.ts";
@@ -13,7 +13,7 @@ export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json"
 export interface FriendParts {
   /** Move an unreadable database aside instead of refusing to start (the --move-corrupt-db flag). */
   moveCorruptDb?: boolean;
-  /** Defaults to the llama.cpp backend built from config.local. */
+  /** Replaces the llama.cpp backend built from config.local (for tests of the routing alone). */
   makeLocal?: LocalBackendFactory;
   onEvent?: (event: ConversationEvent) => void;
 }
@@ -28,22 +28,11 @@ export interface Friend {
   stop(): Promise<void>;
 }
 
-function unavailableLocal(): Backend {
-  return {
-    name: "local",
-    describe: () => ({ backend: "local", model: "(not built)", loaded: false }),
-    async *generate() {
-      throw new BackendError("load", "The local backend is not part of this build.");
-    },
-    close: async () => {},
-  };
-}
-
 /** Wires config → store → backends → conversation → bot, and logs in. */
 export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
   const startedAt = Date.now();
   const store = new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
-  const backends = new Backends(config, logger, parts.makeLocal ?? unavailableLocal);
+  const backends = new Backends(config, logger, parts.makeLocal ?? (() => new LocalBackend({ ...config.local, logger })));
   const conversation = new Conversation({
     settings: config.settings,
     store,

@@ -115,6 +115,7 @@ export class LocalBackend implements Backend {
   private readonly llamaErrors: string[] = [];
   /** Aborted by close(): ends every generation in flight. */
   private closing = new AbortController();
+  /** Settle when a generation stops touching its sequence; close() waits for them before disposing. */
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: LocalBackendOptions = {}) {
@@ -153,16 +154,8 @@ export class LocalBackend implements Backend {
     await this.load();
   }
 
-  async *generate(request: GenerateRequest): AsyncGenerator<string, LocalGenerationStats, undefined> {
-    let finished!: () => void;
-    const tracked = new Promise<void>((resolve) => (finished = resolve));
-    this.inFlight.add(tracked);
-    try {
-      return yield* this.generateInChannel(request);
-    } finally {
-      this.inFlight.delete(tracked);
-      finished();
-    }
+  generate(request: GenerateRequest): AsyncGenerator<string, LocalGenerationStats, undefined> {
+    return this.generateInChannel(request);
   }
 
   resetChannel(channelId: string): void {
@@ -315,6 +308,11 @@ export class LocalBackend implements Backend {
     } catch {
       throw this.abortedError(request, 0);
     }
+    // Tracked until llama.cpp is done with the sequence, which does not wait for a paused reader.
+    let untrack!: () => void;
+    const working = new Promise<void>((resolve) => (untrack = resolve));
+    this.inFlight.add(working);
+    void working.then(() => this.inFlight.delete(working));
     // Aborted by the reply cleaner when the model starts a line for someone else.
     const speakerCut = new AbortController();
     const completion = new LlamaCompletion({ contextSequence: lease.slot.sequence });
@@ -373,7 +371,10 @@ export class LocalBackend implements Backend {
             if (!speakerCut.signal.aborted && streamingView(raw, cleanOptions).done) speakerCut.abort();
           },
         })
-        .finally(() => chunks.end());
+        .finally(() => {
+          chunks.end();
+          untrack();
+        });
       generation.catch(() => undefined); // observed below; this keeps an early exit from leaving it unhandled
 
       for await (const chunk of chunks) yield chunk;
@@ -400,6 +401,7 @@ export class LocalBackend implements Backend {
       await generation?.catch(() => undefined);
       completion.dispose();
       lease.release();
+      untrack();
     }
   }
 

@@ -1,0 +1,270 @@
+/**
+ * A small GGUF v3 writer, enough to make the models and adapters that the local-backend tests and
+ * the benchmark load through node-llama-cpp (real llama.cpp inference, no downloaded weights).
+ *
+ * Layout (llama.cpp's gguf.cpp): "GGUF", u32 version 3, u64 tensor count, u64 KV count, the KVs,
+ * the tensor infos, then the tensor data, each tensor aligned to `general.alignment` (32).
+ * Tensor shapes are written as llama.cpp's `ne`, fastest dimension first: a PyTorch `[out, in]`
+ * weight is `ne = [in, out]` with the same row-major bytes.
+ *
+ * Tensor data is written in chunks straight to the file, so a 2 GB benchmark model never has to
+ * sit in memory at once.
+ */
+import { closeSync, openSync, writeSync } from "node:fs";
+
+export const GGUF_MAGIC = "GGUF";
+export const GGUF_VERSION = 3;
+export const GGUF_ALIGNMENT = 32;
+
+/** GGUF metadata value types (gguf.h `gguf_type`). Types are checked strictly on load: a u32 is not an i32. */
+export const GgufType = {
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
+} as const;
+export type GgufScalarType = Exclude<keyof typeof GgufType, "array">;
+
+/** ggml tensor types this writer can encode. */
+export const GgmlType = { f32: 0, f16: 1 } as const;
+export type GgmlTypeName = keyof typeof GgmlType;
+
+type Scalar = number | bigint | boolean | string;
+
+interface Kv {
+  key: string;
+  type: GgufScalarType;
+  value: Scalar | readonly Scalar[];
+  array: boolean;
+}
+
+/**
+ * Tensor contents: a ready array (small tensors), or a function that fills `chunk` with the
+ * elements starting at flat index `start` (large tensors, generated as they are written).
+ */
+export type TensorData = Float32Array | ((chunk: Float32Array, start: number) => void);
+
+interface Tensor {
+  name: string;
+  ne: readonly number[];
+  type: GgmlTypeName;
+  data: TensorData;
+  elements: number;
+  offset: number;
+}
+
+const CHUNK_ELEMENTS = 1 << 20;
+
+export class GgufWriter {
+  private readonly kvs: Kv[] = [];
+  private readonly tensors: Tensor[] = [];
+  private dataSize = 0;
+
+  u8(key: string, value: number): this { return this.kv(key, "u8", value); }
+  i8(key: string, value: number): this { return this.kv(key, "i8", value); }
+  u16(key: string, value: number): this { return this.kv(key, "u16", value); }
+  i16(key: string, value: number): this { return this.kv(key, "i16", value); }
+  u32(key: string, value: number): this { return this.kv(key, "u32", value); }
+  i32(key: string, value: number): this { return this.kv(key, "i32", value); }
+  u64(key: string, value: number | bigint): this { return this.kv(key, "u64", value); }
+  i64(key: string, value: number | bigint): this { return this.kv(key, "i64", value); }
+  f32(key: string, value: number): this { return this.kv(key, "f32", value); }
+  f64(key: string, value: number): this { return this.kv(key, "f64", value); }
+  bool(key: string, value: boolean): this { return this.kv(key, "bool", value); }
+  string(key: string, value: string): this { return this.kv(key, "string", value); }
+
+  /** An array KV; every element has `itemType` (GGUF arrays are homogeneous). */
+  array(key: string, itemType: GgufScalarType, values: readonly Scalar[]): this {
+    this.kvs.push({ key, type: itemType, value: values, array: true });
+    return this;
+  }
+
+  /** Adds a tensor; `ne` is fastest-dimension-first (the reverse of a PyTorch shape). */
+  tensor(name: string, ne: readonly number[], type: GgmlTypeName, data: TensorData): this {
+    const elements = ne.reduce((a, b) => a * b, 1);
+    if (data instanceof Float32Array && data.length !== elements) {
+      throw new Error(`tensor ${name}: ${data.length} values for shape [${ne.join(", ")}] (${elements})`);
+    }
+    this.dataSize = align(this.dataSize);
+    this.tensors.push({ name, ne, type, data, elements, offset: this.dataSize });
+    this.dataSize += elements * bytesPerElement(type);
+    return this;
+  }
+
+  /** Writes the file. Returns its size in bytes. */
+  write(path: string): number {
+    const fd = openSync(path, "w");
+    try {
+      const head = this.header();
+      writeSync(fd, head);
+      let written = head.length;
+      for (const t of this.tensors) {
+        written += pad(fd, written, align(written));
+        written += writeTensorData(fd, t);
+      }
+      return written;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private kv(key: string, type: GgufScalarType, value: Scalar): this {
+    this.kvs.push({ key, type, value, array: false });
+    return this;
+  }
+
+  /** Everything before the tensor data: header, KVs, tensor infos, padding to the alignment. */
+  private header(): Buffer {
+    const out = new ByteSink();
+    out.raw(Buffer.from(GGUF_MAGIC, "ascii"));
+    out.u32(GGUF_VERSION);
+    out.u64(this.tensors.length);
+    out.u64(this.kvs.length);
+    for (const kv of this.kvs) {
+      out.string(kv.key);
+      if (kv.array) {
+        const values = kv.value as readonly Scalar[];
+        out.u32(GgufType.array);
+        out.u32(GgufType[kv.type]);
+        out.u64(values.length);
+        for (const v of values) out.scalar(kv.type, v);
+      } else {
+        out.u32(GgufType[kv.type]);
+        out.scalar(kv.type, kv.value as Scalar);
+      }
+    }
+    for (const t of this.tensors) {
+      out.string(t.name);
+      out.u32(t.ne.length);
+      for (const n of t.ne) out.u64(n);
+      out.u32(GgmlType[t.type]);
+      out.u64(t.offset);
+    }
+    const bytes = out.bytes();
+    return Buffer.concat([bytes, Buffer.alloc(align(bytes.length) - bytes.length)]);
+  }
+}
+
+function align(n: number): number {
+  return Math.ceil(n / GGUF_ALIGNMENT) * GGUF_ALIGNMENT;
+}
+
+function bytesPerElement(type: GgmlTypeName): number {
+  return type === "f32" ? 4 : 2;
+}
+
+function pad(fd: number, from: number, to: number): number {
+  if (to > from) writeSync(fd, Buffer.alloc(to - from));
+  return to - from;
+}
+
+function writeTensorData(fd: number, t: Tensor): number {
+  let written = 0;
+  for (let start = 0; start < t.elements; start += CHUNK_ELEMENTS) {
+    const count = Math.min(CHUNK_ELEMENTS, t.elements - start);
+    let chunk: Float32Array;
+    if (t.data instanceof Float32Array) {
+      chunk = t.data.subarray(start, start + count);
+    } else {
+      chunk = new Float32Array(count);
+      t.data(chunk, start);
+    }
+    const bytes = t.type === "f32" ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength) : toF16Bytes(chunk);
+    writeSync(fd, bytes);
+    written += bytes.length;
+  }
+  return written;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** IEEE 754 binary16 bits of a float, rounded to nearest even. */
+export function f16Bits(value: number): number {
+  f32Scratch[0] = value;
+  const x = u32Scratch[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow → inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow → ±0
+    mant |= 0x800000; // subnormal: make the implicit bit explicit, then shift into place
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rest > halfway || (rest === halfway && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++; // may carry into the exponent, which is right
+  return sign | half;
+}
+
+function toF16Bytes(values: Float32Array): Uint8Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = f16Bits(values[i]!);
+  return new Uint8Array(out.buffer);
+}
+
+/** Little-endian byte builder for the header part of the file. */
+class ByteSink {
+  private readonly parts: Buffer[] = [];
+
+  raw(b: Buffer): void {
+    this.parts.push(b);
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+  u32(n: number): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    this.raw(b);
+  }
+  u64(n: number | bigint): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(n));
+    this.raw(b);
+  }
+  string(s: string): void {
+    const b = Buffer.from(s, "utf8");
+    this.u64(b.length);
+    this.raw(b);
+  }
+  scalar(type: GgufScalarType, v: Scalar): void {
+    const num = (): number => {
+      if (typeof v !== "number") throw new Error(`GGUF ${type} value must be a number, got ${typeof v}`);
+      return v;
+    };
+    let b: Buffer;
+    switch (type) {
+      case "u8": b = Buffer.alloc(1); b.writeUInt8(num()); break;
+      case "i8": b = Buffer.alloc(1); b.writeInt8(num()); break;
+      case "u16": b = Buffer.alloc(2); b.writeUInt16LE(num()); break;
+      case "i16": b = Buffer.alloc(2); b.writeInt16LE(num()); break;
+      case "u32": b = Buffer.alloc(4); b.writeUInt32LE(num()); break;
+      case "i32": b = Buffer.alloc(4); b.writeInt32LE(num()); break;
+      case "f32": b = Buffer.alloc(4); b.writeFloatLE(num()); break;
+      case "f64": b = Buffer.alloc(8); b.writeDoubleLE(num()); break;
+      case "u64": b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v as number | bigint)); break;
+      case "i64": b = Buffer.alloc(8); b.writeBigInt64LE(BigInt(v as number | bigint)); break;
+      case "bool": b = Buffer.from([v ? 1 : 0]); break;
+      case "string": this.string(String(v)); return;
+    }
+    this.raw(b);
+  }
+}
