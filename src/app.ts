@@ -6,6 +6,8 @@ import type { Config } from "./config/env.ts";
 import { Conversation, type ConversationEvent } from "./conversation/conversation.ts";
 import { FriendBot } from "./discord/bot.ts";
 import { commandHandler, registerCommands } from "./discord/commands/index.ts";
+import { startOpsServer } from "./ops/http.ts";
+import { FriendMetrics } from "./ops/metrics.ts";
 import { SqliteStore } from "./store/sqlite.ts";
 
 export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
@@ -24,6 +26,9 @@ export interface Friend {
   conversation: Conversation;
   backends: Backends;
   store: SqliteStore;
+  metrics: FriendMetrics;
+  /** The health and metrics endpoint, when FRIEND_HTTP_PORT is set. */
+  opsUrl?: string;
   /** Closes the gateway, lets in-flight replies finish briefly, then releases everything. */
   stop(): Promise<void>;
 }
@@ -32,14 +37,19 @@ export interface Friend {
 export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
   const startedAt = Date.now();
   const store = new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
+  const metrics = new FriendMetrics();
   const backends = new Backends(config, logger, parts.makeLocal ?? (() => new LocalBackend({ ...config.local, logger })));
   const conversation = new Conversation({
     settings: config.settings,
     store,
     backendFor: (channelId) => backends.get(store.getBackend(channelId) ?? config.defaultBackend),
     backends: () => backends.created(),
+    userMessagesPerMinute: config.userMessagesPerMinute,
     logger,
-    onEvent: parts.onEvent,
+    onEvent: (event) => {
+      metrics.observe(event);
+      parts.onEvent?.(event);
+    },
   });
   const bot = new FriendBot({
     config,
@@ -59,10 +69,13 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     // The default backend loads at start; a failure is logged and retried on the first message.
     void backends.unavailableReason("local").then((reason) => reason && logger.error({ reason }, "local model failed to load"));
   }
+  // The endpoint comes up first so that a container that cannot reach Discord reports itself unhealthy.
+  const ops = config.http ? await startOpsServer({ ...config.http, healthy: () => bot.ready && store.healthy(), metrics, logger }) : undefined;
   try {
     await bot.start();
   } catch (err) {
     await bot.stop().catch(() => {});
+    await ops?.close();
     store.close();
     throw err;
   }
@@ -72,10 +85,12 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     conversation,
     backends,
     store,
+    metrics,
+    opsUrl: ops?.url,
     stop: () =>
       (stopping ??= (async () => {
         await Promise.all([bot.stop(), conversation.close()]);
-        await backends.close();
+        await Promise.all([backends.close(), ops?.close()]);
         store.close();
       })()),
   };

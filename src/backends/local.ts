@@ -8,7 +8,6 @@
  *   new turn evaluates only the tokens after the cached prefix (see `ChannelSlots`, `fitPrompt`).
  * - Several channels generating at once are batched by node-llama-cpp through the shared context.
  */
-import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import {
@@ -33,14 +32,10 @@ import { checkGgufFile, llamaFailureReason } from "./local/model-files.ts";
 import { fitPrompt } from "./local/prompt-fit.ts";
 import { llamaRuntime, onLlamaLog } from "./local/runtime.ts";
 
-export const DEFAULT_MODEL_PATH = "models/llama-2-7b.Q4_K_M.gguf";
-/** Used as the adapter when none is configured, if the file exists. */
-export const DEFAULT_LORA_PATH = "adapters/friends-lora.gguf";
-
 export interface LocalBackendOptions {
-  /** Base model GGUF (LLAMA_MODEL_PATH). Default `models/llama-2-7b.Q4_K_M.gguf`. */
-  modelPath?: string;
-  /** LoRA adapter GGUF (LLAMA_LORA_PATH). Undefined: base model only (see `defaultLoraPath`). */
+  /** Base model GGUF (LLAMA_MODEL_PATH; its default lives in the config). */
+  modelPath: string;
+  /** LoRA adapter GGUF (LLAMA_LORA_PATH). Undefined or empty: the base model only. */
   loraPath?: string;
   /** Adapter scale (LLAMA_LORA_SCALE); 0 is the base model. Default 1. */
   loraScale?: number;
@@ -57,17 +52,11 @@ export interface LocalBackendOptions {
 }
 
 export const LOCAL_DEFAULTS = {
-  modelPath: DEFAULT_MODEL_PATH,
   loraScale: 1,
   gpuLayers: "auto",
   contextSize: 4096,
   sequences: 4,
 } as const;
-
-/** The adapter to use when LLAMA_LORA_PATH is not set: `adapters/friends-lora.gguf` if present. */
-export function defaultLoraPath(): string | undefined {
-  return existsSync(DEFAULT_LORA_PATH) ? DEFAULT_LORA_PATH : undefined;
-}
 
 /** Why a local generation ended. `speaker`: the reply cleaner saw a new speaker the stop list missed. */
 export type LocalStopReason = "eos" | "stop" | "speaker" | "maxTokens";
@@ -118,8 +107,8 @@ export class LocalBackend implements Backend {
   /** Settle when a generation stops touching its sequence; close() waits for them before disposing. */
   private readonly inFlight = new Set<Promise<void>>();
 
-  constructor(options: LocalBackendOptions = {}) {
-    this.modelPath = options.modelPath ?? LOCAL_DEFAULTS.modelPath;
+  constructor(options: LocalBackendOptions) {
+    this.modelPath = options.modelPath;
     this.loraPath = options.loraPath || undefined;
     this.loraScale = options.loraScale ?? LOCAL_DEFAULTS.loraScale;
     this.threads = options.threads ?? availableParallelism();
@@ -300,13 +289,16 @@ export class LocalBackend implements Backend {
     const { channelId } = request;
     const signal = AbortSignal.any([request.signal, this.closing.signal]);
     if (signal.aborted) throw this.abortedError(request, 0);
-    const loaded = await this.load();
 
+    let loaded: Loaded;
     let lease: Lease<LlamaContextSequence>;
     try {
+      // The first reply waits for the load (a load error is this reply's error), unless aborted meanwhile.
+      loaded = await untilAborted(this.load(), signal);
       lease = await loaded.slots.acquire(channelId, signal);
-    } catch {
-      throw this.abortedError(request, 0);
+    } catch (err) {
+      if (signal.aborted) throw this.abortedError(request, 0);
+      throw err;
     }
     // Tracked until llama.cpp is done with the sequence, which does not wait for a paused reader.
     let untrack!: () => void;
@@ -430,6 +422,15 @@ async function prefill(sequence: LlamaContextSequence, input: readonly Token[], 
   const after = sequence.tokenMeter.getState();
   // +1: the last prompt token, which LlamaCompletion evaluates to sample the first reply token.
   return after.usedInputTokens - before.usedInputTokens + (after.usedOutputTokens - before.usedOutputTokens) + 1;
+}
+
+/** Settles like `promise`, or rejects as soon as `signal` aborts (the promise itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** The token LlamaCompletion puts before the prompt; mirrors its rule so the cached prefix matches. */

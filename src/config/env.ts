@@ -27,6 +27,7 @@ const envSchema = z.object({
   DISCORD_API_URL: z.url({ error: "must be a URL like https://discord.com/api" }).default("https://discord.com/api"),
   DISCORD_GUILD_ID: optional(snowflake),
   FRIEND_CHANNELS: idList,
+  FRIEND_ALLOW_CHANNELS: idList,
   FRIEND_DENY_CHANNELS: idList,
   FRIEND_ALLOW_DMS: flag.default(true),
   FRIEND_BACKEND: z.enum(BACKEND_NAMES, { error: `must be one of ${BACKEND_NAMES.join(", ")}` }).default("openai"),
@@ -43,7 +44,7 @@ const envSchema = z.object({
   LLAMA_GPU_LAYERS: z.union([z.literal("auto"), int(0, 10_000)], { error: "must be auto or a number of layers" }).default("auto"),
   LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(4096),
   LLAMA_SEQUENCES: int(1, 64).default(4),
-  FRIEND_HTTP_PORT: optional(int(1, 65_535)),
+  FRIEND_HTTP_PORT: optional(int(0, 65_535)),
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
 });
 
@@ -70,6 +71,8 @@ export interface Config {
     guildId?: string;
     /** Channels where Friend answers every message. */
     channels: Set<string>;
+    /** When not empty, the only server channels (besides `channels`) where Friend answers. */
+    allowChannels: Set<string>;
     /** Channels where Friend never answers. */
     denyChannels: Set<string>;
     allowDms: boolean;
@@ -109,6 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
       apiUrl: e.DISCORD_API_URL.replace(/\/+$/, ""),
       guildId: e.DISCORD_GUILD_ID,
       channels: e.FRIEND_CHANNELS,
+      allowChannels: e.FRIEND_ALLOW_CHANNELS,
       denyChannels: e.FRIEND_DENY_CHANNELS,
       allowDms: e.FRIEND_ALLOW_DMS,
     },
@@ -127,7 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
     dbPath: e.FRIEND_DB_PATH,
     logLevel: e.LOG_LEVEL,
     userMessagesPerMinute: e.FRIEND_USER_MESSAGES_PER_MINUTE,
-    http: e.FRIEND_HTTP_PORT ? { port: e.FRIEND_HTTP_PORT, host: e.FRIEND_HTTP_HOST } : undefined,
+    http: e.FRIEND_HTTP_PORT !== undefined ? { port: e.FRIEND_HTTP_PORT, host: e.FRIEND_HTTP_HOST } : undefined,
     settings,
   };
 }

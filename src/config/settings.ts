@@ -14,7 +14,8 @@ const personaSchema = z.strictObject({
   trainingPartner: z.string().min(1),
   fallbackReply: z.string().min(1).max(2000),
   errorReply: z.string().min(1).max(2000),
-  busyReply: z.string().min(1).max(2000),
+  /** Sent once to a user who floods; after it they are ignored until their rate drops. */
+  slowDownReply: z.string().min(1).max(2000),
 });
 
 const windowSchema = z.strictObject({

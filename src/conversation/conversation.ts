@@ -5,6 +5,7 @@ import { ReplyCleaner } from "../reply/clean.ts";
 import { splitMessage } from "../reply/split.ts";
 import { stopSequences } from "../reply/speakers.ts";
 import { recentSpeakers, speakerName } from "./prompt.ts";
+import { FloodGate } from "./flood.ts";
 import { Slots } from "./slots.ts";
 import type { ConversationStore } from "./store.ts";
 import type { Turn } from "./turn.ts";
@@ -14,6 +15,8 @@ import { ChannelWindow } from "./window.ts";
 export interface IncomingMessage {
   id: string;
   channelId: string;
+  /** Who sent it, for flood control. */
+  authorId: string;
   authorName: string;
   text: string;
   at: number;
@@ -28,12 +31,16 @@ export interface ReplySink {
   finish(text: string): Promise<void>;
 }
 
-export type SubmitResult = "started" | "queued" | "duplicate" | "dropped";
+/** `slowed`: the sender is over their rate and got the one slow-down reply; `ignored`: and is now ignored. */
+export type SubmitResult = "started" | "queued" | "duplicate" | "dropped" | "slowed" | "ignored";
+
+export type DropReason = "queue_full" | "shutting_down" | "flood" | "duplicate";
 
 export type ConversationEvent =
+  | { type: "seen"; backend: BackendName }
   | { type: "answered"; backend: BackendName; latencyMs: number; firstTextMs?: number; completionTokens?: number; generationMs: number; fallback: boolean }
-  | { type: "coalesced"; count: number }
-  | { type: "dropped"; reason: "queue_full" | "shutting_down" }
+  | { type: "coalesced"; backend: BackendName; count: number }
+  | { type: "dropped"; backend: BackendName; reason: DropReason }
   | { type: "backend_error"; backend: BackendName; kind: BackendErrorKind }
   | { type: "queue_depth"; depth: number };
 
@@ -42,6 +49,8 @@ export interface ConversationOptions {
   store: ConversationStore;
   /** The backend that serves a channel now (its /model choice or the default). */
   backendFor: (channelId: string) => Backend;
+  /** Messages a user may send per minute before being slowed down. */
+  userMessagesPerMinute: number;
   /** Every backend, so /reset can clear per-channel state in all of them. */
   backends: () => Iterable<Backend>;
   logger: Logger;
@@ -75,27 +84,40 @@ export class Conversation {
   readonly #slots: Slots;
   readonly #running = new Set<Promise<void>>();
   readonly #abort = new AbortController();
+  readonly #flood: FloodGate;
   #closing = false;
 
   constructor(private readonly options: ConversationOptions) {
     this.#slots = new Slots(options.settings.limits.concurrency);
+    this.#flood = new FloodGate(options.userMessagesPerMinute);
   }
 
   /** Queues a message for an answer. Never throws: a user's message must not crash Friend. */
   submit(message: IncomingMessage, sink: ReplySink): SubmitResult {
-    if (this.#closing) {
-      this.#emit({ type: "dropped", reason: "shutting_down" });
-      return "dropped";
-    }
+    const backend = this.options.backendFor(message.channelId).name;
+    this.#emit({ type: "seen", backend });
+    const drop = (reason: DropReason, result: SubmitResult = "dropped") => {
+      this.#emit({ type: "dropped", backend, reason });
+      return result;
+    };
+    if (this.#closing) return drop("shutting_down");
     const state = this.#state(message.channelId);
-    if (state.answering.has(message.id) || state.pending.some((p) => p.message.id === message.id) || this.options.store.isAnswered(message.id)) return "duplicate";
+    if (state.answering.has(message.id) || state.pending.some((p) => p.message.id === message.id) || this.options.store.isAnswered(message.id)) {
+      return drop("duplicate", "duplicate");
+    }
+    const verdict = this.#flood.check(message.authorId);
+    if (verdict === "ignore") return drop("flood", "ignored");
+    if (verdict === "warn") {
+      void sink.finish(this.options.settings.persona.slowDownReply).catch((err) => this.options.logger.warn({ err }, "could not post the slow-down reply"));
+      return drop("flood", "slowed");
+    }
     const { maxInputChars } = this.options.settings.window;
     const text = message.text.length > maxInputChars ? `${message.text.slice(0, maxInputChars)}…` : message.text;
     state.pending.push({ message: { ...message, text }, sink });
     state.lastActive = Date.now();
     if (state.pending.length > this.options.settings.limits.maxPendingPerChannel) {
       state.pending.shift();
-      this.#emit({ type: "dropped", reason: "queue_full" });
+      drop("queue_full");
     }
     this.#emit({ type: "queue_depth", depth: this.queueDepth });
     if (state.running) return "queued";
@@ -176,7 +198,7 @@ export class Conversation {
         try {
           // Everything that arrived while this channel waited or generated becomes one turn.
           const batch = state.pending.splice(0);
-          if (batch.length > 1) this.#emit({ type: "coalesced", count: batch.length });
+          if (batch.length > 1) this.#emit({ type: "coalesced", backend: this.options.backendFor(state.id).name, count: batch.length });
           for (const p of batch) state.answering.add(p.message.id);
           if (batch.length > 0) await this.#answer(state, batch).finally(() => state.answering.clear());
         } finally {

@@ -13,8 +13,6 @@ export interface BotOptions {
   onInteraction?: (interaction: Interaction) => Promise<void>;
   /** Called once the gateway is ready, e.g. to register commands. */
   onReady?: (client: Client<true>) => Promise<void>;
-  /** Per-user flood control: false means ignore this message. */
-  admit?: (message: Message) => boolean;
 }
 
 /** The discord.js client wired to Friend: messages in, replies out. */
@@ -69,7 +67,6 @@ export class FriendBot {
       if (!botUserId) return;
       const decision = intake(message, { botUserId, ...options.config.discord });
       if (!decision.answer) return;
-      if (options.admit && !options.admit(message)) return;
       const result = options.conversation.submit(decision.message, new DiscordReply(message));
       options.logger.debug({ msgId: message.id, channel: message.channelId, result }, "message received");
     } catch (err) {

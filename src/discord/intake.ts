@@ -5,6 +5,8 @@ export interface IntakeRules {
   botUserId: string;
   /** Channels where Friend answers every message. */
   channels: ReadonlySet<string>;
+  /** When not empty, mentions and replies are answered only in these channels. */
+  allowChannels: ReadonlySet<string>;
   denyChannels: ReadonlySet<string>;
   allowDms: boolean;
 }
@@ -16,6 +18,7 @@ export function addressReason(message: Message, rules: IntakeRules): string | nu
   if (!message.inGuild()) return rules.allowDms ? "dm" : null;
   if (rules.denyChannels.has(message.channelId)) return null;
   if (rules.channels.has(message.channelId)) return "channel";
+  if (rules.allowChannels.size > 0 && !rules.allowChannels.has(message.channelId)) return null;
   if (message.mentions.users.has(rules.botUserId)) return "mention";
   if (message.reference?.messageId && message.mentions.repliedUser?.id === rules.botUserId) return "reply";
   return null;
@@ -38,6 +41,7 @@ export function intake(message: Message, rules: IntakeRules): IntakeDecision {
     message: {
       id: message.id,
       channelId: message.channelId,
+      authorId: message.author.id,
       authorName: message.member?.displayName ?? message.author.displayName,
       text,
       at: message.createdTimestamp,
