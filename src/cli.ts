@@ -1,6 +1,3 @@
-import { runDataChunks } from "./data/commands/data-chunks.ts";
-import { runDataSft } from "./data/commands/data-sft.ts";
-import { runFinetune, runFinetuneStatus } from "./data/commands/finetune.ts";
 import { processIo, type CommandIo } from "./data/commands/io.ts";
 import { CommandError } from "./data/errors.ts";
 
@@ -8,15 +5,19 @@ import { CommandError } from "./data/errors.ts";
 interface Subcommand {
   name: string;
   summary: string;
-  /** Gets the arguments after the name; returns the exit code. */
-  run(argv: string[], io: CommandIo): Promise<number>;
+  /**
+   * Imports the command when it runs, so `friend data sft` never loads discord.js or the OpenAI SDK.
+   * The command gets the arguments after the name and returns the exit code.
+   */
+  load(): Promise<(argv: string[], io: CommandIo) => Promise<number>>;
 }
 
 const SUBCOMMANDS: Subcommand[] = [
-  { name: "data sft", summary: "build OpenAI chat fine-tuning JSONL from Friends transcripts", run: runDataSft },
-  { name: "data chunks", summary: "build LoRA text chunks JSONL from Friends transcripts", run: runDataChunks },
-  { name: "finetune", summary: "validate, upload and run an OpenAI fine-tuning job", run: runFinetune },
-  { name: "finetune status", summary: "reattach to a fine-tuning job (--cancel cancels it)", run: runFinetuneStatus },
+  { name: "data sft", summary: "build OpenAI chat fine-tuning JSONL from Friends transcripts", load: async () => (await import("./data/commands/data-sft.ts")).runDataSft },
+  { name: "data chunks", summary: "build LoRA text chunks JSONL from Friends transcripts", load: async () => (await import("./data/commands/data-chunks.ts")).runDataChunks },
+  { name: "finetune", summary: "validate, upload and run an OpenAI fine-tuning job", load: async () => (await import("./data/commands/finetune.ts")).runFinetune },
+  { name: "finetune status", summary: "reattach to a fine-tuning job (--cancel cancels it)", load: async () => (await import("./data/commands/finetune.ts")).runFinetuneStatus },
+  { name: "register", summary: "register Friend's slash commands with Discord (start-up does this too)", load: async () => (await import("./discord/register.ts")).runRegister },
 ];
 
 export function helpText(): string {
@@ -45,7 +46,8 @@ export async function main(argv: string[], io: CommandIo = processIo()): Promise
     return 2;
   }
   try {
-    return await command.run(argv.slice(command.name.split(" ").length), io);
+    const run = await command.load();
+    return await run(argv.slice(command.name.split(" ").length), io);
   } catch (err) {
     io.err(`friend ${command.name}: ${describeError(err, io.env)}`);
     return err instanceof CommandError ? err.exitCode : 1;

@@ -19,7 +19,12 @@ const flag = z
   .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" })
   .transform((v) => ["true", "1", "yes", "on"].includes(v));
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
-const int = (min: number, max: number) => z.coerce.number({ error: "must be a number" }).int("must be a whole number").min(min).max(max);
+const int = (min: number, max: number) =>
+  z.coerce
+    .number({ error: "must be a number" })
+    .int("must be a whole number")
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`);
 
 /** Every environment variable Friend reads. The README's table is written from this. */
 const envSchema = z.object({
@@ -31,7 +36,7 @@ const envSchema = z.object({
   FRIEND_DENY_CHANNELS: idList,
   FRIEND_ALLOW_DMS: flag.default(true),
   FRIEND_BACKEND: z.enum(BACKEND_NAMES, { error: `must be one of ${BACKEND_NAMES.join(", ")}` }).default("openai"),
-  FRIEND_USER_MESSAGES_PER_MINUTE: int(1, 10_000).default(12),
+  FRIEND_USER_MESSAGES_PER_MINUTE: int(1, 1_000_000).default(12),
   OPENAI_API_KEY: optional(z.string()),
   OPENAI_BASE_URL: optional(z.url({ error: "must be a URL like https://api.openai.com/v1" })),
   OPENAI_MODEL: optional(z.string()),
@@ -39,7 +44,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LLAMA_MODEL_PATH: z.string().min(1).default("models/llama-2-7b.Q4_K_M.gguf"),
   LLAMA_LORA_PATH: z.string().optional(),
-  LLAMA_LORA_SCALE: z.coerce.number({ error: "must be a number" }).min(0).max(10).default(1),
+  LLAMA_LORA_SCALE: z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0").max(10, "must be at most 10").default(1),
   LLAMA_THREADS: int(1, 1024).default(availableParallelism()),
   LLAMA_GPU_LAYERS: z.union([z.literal("auto"), int(0, 10_000)], { error: "must be auto or a number of layers" }).default("auto"),
   LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(4096),

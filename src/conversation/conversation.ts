@@ -195,14 +195,20 @@ export class Conversation {
     try {
       while (state.pending.length > 0 && !this.#closing) {
         await this.#slots.acquire();
+        let held = true;
+        // The slot bounds generations, not Discord sends: it is handed back once the reply is ready.
+        const release = () => {
+          if (held) this.#slots.release();
+          held = false;
+        };
         try {
           // Everything that arrived while this channel waited or generated becomes one turn.
           const batch = state.pending.splice(0);
           if (batch.length > 1) this.#emit({ type: "coalesced", backend: this.options.backendFor(state.id).name, count: batch.length });
           for (const p of batch) state.answering.add(p.message.id);
-          if (batch.length > 0) await this.#answer(state, batch).finally(() => state.answering.clear());
+          if (batch.length > 0) await this.#answer(state, batch, release).finally(() => state.answering.clear());
         } finally {
-          this.#slots.release();
+          release();
         }
       }
     } catch (err) {
@@ -213,7 +219,7 @@ export class Conversation {
     }
   }
 
-  async #answer(state: ChannelState, batch: Pending[]): Promise<void> {
+  async #answer(state: ChannelState, batch: Pending[], generated: () => void): Promise<void> {
     const { settings, store } = this.options;
     const { persona } = settings;
     const started = Date.now();
@@ -284,6 +290,7 @@ export class Conversation {
       reply = persona.errorReply;
     } finally {
       clearInterval(typing);
+      generated();
     }
     try {
       await sink.finish(reply);

@@ -51,7 +51,9 @@ describe("loadConfig", () => {
   });
 
   it("names every wrong variable at once", () => {
-    const found = problems({ FRIEND_BACKEND: "gpt", LLAMA_THREADS: "many", FRIEND_CHANNELS: "general", DISCORD_API_URL: "nope" });
+    const found = problems({ FRIEND_BACKEND: "gpt", LLAMA_THREADS: "many", LLAMA_SEQUENCES: "0", LLAMA_CONTEXT_SIZE: "1.5", FRIEND_CHANNELS: "general", DISCORD_API_URL: "nope" });
+    expect(found.join("\n")).toMatch(/LLAMA_SEQUENCES: must be at least 1/);
+    expect(found.join("\n")).toMatch(/LLAMA_CONTEXT_SIZE: must be a whole number/);
     expect(found.join("\n")).toMatch(/DISCORD_TOKEN: is required/);
     expect(found.join("\n")).toMatch(/FRIEND_BACKEND: must be one of openai, local/);
     expect(found.join("\n")).toMatch(/LLAMA_THREADS: must be a number/);

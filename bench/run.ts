@@ -1,0 +1,24 @@
+// npm run bench [-- data|local|load|soak|disruption [args]]: runs the benchmarks, one process each,
+// so one bench's memory never shows up in another's figures. With no name: data, local, load.
+import { spawnSync } from "node:child_process";
+
+const BENCHES: Record<string, string[]> = {
+  data: ["bench/data.ts"],
+  local: ["bench/local.ts"],
+  load: ["bench/load.ts", "load"],
+  soak: ["bench/load.ts", "soak"],
+  disruption: ["bench/load.ts", "disruption"],
+};
+
+const [name, ...args] = process.argv.slice(2);
+const chosen = name ? [name] : ["data", "local", "load"];
+for (const bench of chosen) {
+  const command = BENCHES[bench];
+  if (!command) {
+    console.error(`unknown bench "${bench}"; choose one of ${Object.keys(BENCHES).join(", ")}`);
+    process.exit(2);
+  }
+  console.log(`\n== ${bench}`);
+  const result = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", ...command, ...(name ? args : [])], { stdio: "inherit" });
+  if (result.status !== 0) process.exit(result.status ?? 1);
+}

@@ -1,0 +1,53 @@
+import { resolve } from "node:path";
+import { CommandError } from "../errors.ts";
+import { DEFAULT_CHUNK_TOKENS, chunkStats, dialogueRuns, packChunks } from "../chunks/dialogue-chunks.ts";
+import { approximateTokenCounter, loadModelTokenCounter, type TokenCounter } from "../chunks/token-counter.ts";
+import { envWithDotenv, type CommandIo } from "./io.ts";
+import { integerOption, parseCommandArgs, requiredOption } from "./options.ts";
+import { TRANSCRIPT_INPUT_OPTIONS, TRANSCRIPT_INPUT_USAGE, readTranscriptFor, writeJsonl } from "./transcript-input.ts";
+
+export const DATA_CHUNKS_USAGE = `Usage: friend data chunks --input PATH --out FILE.jsonl [options]
+
+Builds LoRA training text {"text": ...}: runs of consecutive main-character lines as
+"Name: line", cut between lines into chunks of at most N tokens.
+
+${TRANSCRIPT_INPUT_USAGE}
+  --chunk-tokens N         tokens per chunk (default ${DEFAULT_CHUNK_TOKENS}, as in the original)
+  --tokenizer-model FILE   the base model's .gguf, for exact token counts (default: LLAMA_MODEL_PATH;
+                           without either, counts are an approximation and say so)`;
+
+export async function runDataChunks(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    ...TRANSCRIPT_INPUT_OPTIONS,
+    "chunk-tokens": { type: "string" },
+    "tokenizer-model": { type: "string" },
+  });
+  if (values.help) {
+    io.out(DATA_CHUNKS_USAGE);
+    return 0;
+  }
+  const input = requiredOption(values.input, "input");
+  const out = requiredOption(values.out, "out");
+  const chunkTokens = integerOption(values["chunk-tokens"], "chunk-tokens", DEFAULT_CHUNK_TOKENS, 8, 1_000_000);
+  const modelPath = values["tokenizer-model"] ?? envWithDotenv(io, ".env").LLAMA_MODEL_PATH;
+
+  const transcript = readTranscriptFor(io, input, values.format);
+  const runs = dialogueRuns(transcript.scenes);
+  if (runs.length === 0) throw new CommandError("no lines by the six main characters; nothing to train on");
+
+  const counter: TokenCounter = modelPath ? await loadModelTokenCounter(resolve(io.cwd, modelPath)) : approximateTokenCounter;
+  try {
+    const chunks = packChunks(runs, counter, chunkTokens);
+    writeJsonl(io, out, chunks.map((text) => ({ text })));
+    const stats = chunkStats(runs, chunks, counter, chunkTokens);
+    const approx = counter.exact ? "" : "~";
+    io.out(`wrote ${out}`);
+    io.out(`chunks: ${stats.chunks} from ${stats.lines} lines in ${stats.runs} runs`);
+    io.out(`tokens per chunk: max ${approx}${stats.maxTokens}, mean ${approx}${stats.meanTokens} (limit ${chunkTokens})`);
+    io.out(`token counts: ${counter.source}`);
+    if (stats.overLimit) io.err(`warning: ${stats.overLimit} chunks are over ${chunkTokens} tokens (a single word longer than a chunk)`);
+  } finally {
+    await counter.dispose();
+  }
+  return 0;
+}
