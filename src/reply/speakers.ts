@@ -1,5 +1,7 @@
+import { MAIN_CHARACTERS } from "../data/speakers.ts";
+
 /** The six main characters; the models trained on Friends scripts most often invent lines for them. */
-export const MAIN_CAST = ["Ross", "Rachel", "Monica", "Chandler", "Joey", "Phoebe"] as const;
+export const MAIN_CAST = MAIN_CHARACTERS;
 
 /** Labels that chat-tuned models leak besides character names. */
 const CHAT_ROLE_LABELS = ["User", "Human", "Assistant", "System"];
