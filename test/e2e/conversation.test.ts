@@ -135,6 +135,22 @@ describe("long and hostile input", () => {
   });
 });
 
+describe("empty replies", () => {
+  it("regenerates once when cleaning leaves nothing, then falls back to a short line, never sending an empty message", async () => {
+    world = await startWorld();
+    const { discord, openai, config } = world;
+    const channel = discord.channelIds[0]!;
+    const alice = discord.user({ name: "alice" });
+    openai.script({ text: "Friend:" }, { text: "Friend: Okay, okay.\nRoss: hi" }, { text: "(Ross enters)" }, { text: "Friend: (sighs)" });
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} one`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.botMessages(channel)[0]?.content === "Okay, okay.", "the regenerated reply");
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} two`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.botMessages(channel)[1]?.content === config.settings.persona.fallbackReply, "the fallback line");
+    expect(openai.requests).toHaveLength(4);
+    for (const call of discord.rest.filter((c) => c.path.startsWith(`/channels/${channel}/messages`) && c.body)) expect(call.body.content).not.toBe("");
+  });
+});
+
 describe("failures", () => {
   it("retries 500s and 429s through the SDK, then answers", async () => {
     world = await startWorld();
