@@ -44,7 +44,7 @@ describe("the Friend process", () => {
     expect(out).toContain("LLAMA_THREADS: must be a number");
     expect(out).not.toMatch(/\n\s+at /);
     expect(out).not.toContain("sk-never-print-me-123");
-  });
+  }, 60_000);
 
   it.each(["SIGTERM", "SIGINT"] as const)("exits 0 on %s in the middle of a reply, after a clean stop", async (signal) => {
     const { discord, openai, env } = await fakes();
@@ -59,5 +59,5 @@ describe("the Friend process", () => {
     expect(Date.now() - sent).toBeLessThan(8000);
     expect(friend.output()).toContain('"msg":"bye"');
     expect(friend.output()).not.toContain(discord.token);
-  });
+  }, 60_000); // a process start compiles the TypeScript sources: slow on a busy 2-core machine
 });

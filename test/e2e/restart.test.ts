@@ -90,7 +90,7 @@ describe("restarts keep Friend the same friend", () => {
     discord.sendMessage({ channelId: localChannel, author: alice, ...mention, content: mention.content("hi local") });
     await eventually(() => discord.botMessages(localChannel)[0]?.content === "Oh, I don't know.", "the local answer", 20_000);
     expect(openai.requests).toHaveLength(requestsBefore);
-  });
+  }, 120_000); // two process starts, each compiling the TypeScript sources, on a busy 2-core machine
 
   it("refuses a corrupt database file with a clear error", async () => {
     const { env, dbPath, discord } = await setup();
@@ -103,5 +103,5 @@ describe("restarts keep Friend the same friend", () => {
     expect(friend.output()).toContain("--move-corrupt-db");
     expect(friend.output()).not.toMatch(/\n\s+at /);
     expect(discord.identifies).toBe(0);
-  });
+  }, 60_000);
 });
