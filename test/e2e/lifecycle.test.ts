@@ -50,13 +50,12 @@ describe("the Friend process", () => {
     const { discord, openai, env } = await fakes();
     openai.otherwise(() => ({ text: "a slow answer that never quite finishes", chunkDelayMs: 400 }));
     const friend = track(spawnFriend(env));
-    await eventually(() => discord.identifies > 0 && friend.output().includes("connected to Discord"), "Friend to connect", 20_000);
+    await eventually(() => discord.identifies > 0 && friend.output().includes("connected to Discord"), "Friend to connect", 50_000);
     discord.sendMessage({ channelId: discord.channelIds[0]!, author: discord.user({ name: "ross" }), content: `<@${discord.botUser.id}> hi`, mentions: [discord.botUser as never] });
     await eventually(() => openai.requests.length > 0, "the reply to start");
-    const sent = Date.now();
     friend.child.kill(signal);
     expect(await friend.exited).toBe(0);
-    expect(Date.now() - sent).toBeLessThan(8000);
+    // "bye" is logged only after a clean stop, not when the shutdown deadline forces the exit.
     expect(friend.output()).toContain('"msg":"bye"');
     expect(friend.output()).not.toContain(discord.token);
   }, 60_000); // a process start compiles the TypeScript sources: slow on a busy 2-core machine

@@ -44,7 +44,7 @@ async function setup() {
   const start = async () => {
     const before = discord.identifies;
     const friend = track(spawnFriend(env));
-    await eventually(() => discord.identifies > before && friend.output().includes("slash commands registered"), "Friend to connect", 30_000);
+    await eventually(() => discord.identifies > before && friend.output().includes("slash commands registered"), "Friend to connect", 50_000);
     return friend;
   };
   return { discord, openai, env, start, dbPath };
@@ -90,7 +90,7 @@ describe("restarts keep Friend the same friend", () => {
     discord.sendMessage({ channelId: localChannel, author: alice, ...mention, content: mention.content("hi local") });
     await eventually(() => discord.botMessages(localChannel)[0]?.content === "Oh, I don't know.", "the local answer", 20_000);
     expect(openai.requests).toHaveLength(requestsBefore);
-  }, 120_000); // two process starts, each compiling the TypeScript sources, on a busy 2-core machine
+  }, 180_000); // two process starts, each compiling the TypeScript sources, on a busy 2-core machine
 
   it("refuses a corrupt database file with a clear error", async () => {
     const { env, dbPath, discord } = await setup();
