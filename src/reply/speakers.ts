@@ -1,7 +1,10 @@
-import { MAIN_CHARACTERS } from "../data/speakers.ts";
+import type { MainCharacter } from "../data/speakers.ts";
 
-/** The six main characters; the models trained on Friends scripts most often invent lines for them. */
-export const MAIN_CAST = MAIN_CHARACTERS;
+/**
+ * The six main characters, in the order their invented lines most often followed the seed models'
+ * replies (`Ross: (entering) Hey Ben!` first): OpenAI takes only four stop sequences.
+ */
+export const MAIN_CAST: readonly MainCharacter[] = ["Ross", "Rachel", "Monica", "Chandler", "Joey", "Phoebe"];
 
 /** Labels that chat-tuned models leak besides character names. */
 const CHAT_ROLE_LABELS = ["User", "Human", "Assistant", "System"];
