@@ -139,11 +139,6 @@ export class Conversation {
     return this.#window(this.#state(channelId)).size;
   }
 
-  /** The turns the next prompt would start from (for tests and /status). */
-  turns(channelId: string): Turn[] {
-    return this.#window(this.#state(channelId)).turns;
-  }
-
   get queueDepth(): number {
     let depth = 0;
     for (const state of this.#channels.values()) depth += state.pending.length;

@@ -20,8 +20,4 @@ export class Slots {
     if (next) next();
     else this.#free++;
   }
-
-  get waiting(): number {
-    return this.#waiting.length;
-  }
 }
