@@ -36,7 +36,7 @@ describe("addressing and ignoring", () => {
     expect(openai.requests.map((r) => r.body.messages.at(-1)!.content)).toEqual(["hello in private", "first", "second, as a reply"]);
   });
 
-  it("answers every message in a FRIEND_CHANNELS channel and ignores bots, itself and empty messages", async () => {
+  it("answers every message in a FRIEND_CHANNELS channel and ignores bots, itself, system and empty messages", async () => {
     const { FakeDiscord } = await import("../fakes/discord.ts");
     const discord = await FakeDiscord.start();
     const open = discord.channelIds[1]!;
@@ -47,10 +47,12 @@ describe("addressing and ignoring", () => {
     discord.sendMessage({ channelId: open, author: robot, content: "beep" });
     discord.sendMessage({ channelId: open, author: discord.botUser as never, content: "my own echo" });
     discord.sendMessage({ channelId: open, author: alice, content: "   " });
+    discord.sendMessage({ channelId: open, author: alice, content: "alice joined the party", type: 7 }); // a system message
     discord.sendMessage({ channelId: open, author: alice, content: "no mention needed here" });
     await eventually(() => discord.botMessages(open)[0]?.content === "heard no mention needed here", "the answer");
     await new Promise((r) => setTimeout(r, 300));
     expect(world.openai.requests).toHaveLength(1);
+    expect(world.openai.requests[0]!.body.messages.slice(1)).toEqual([{ role: "user", name: "alice", content: "no mention needed here" }]);
     expect(discord.botMessages(open)).toHaveLength(1);
   });
 });
