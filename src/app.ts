@@ -66,8 +66,8 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     },
   });
   if (config.defaultBackend === "local") {
-    // The default backend loads at start; a failure is logged and retried on the first message.
-    void backends.unavailableReason("local").then((reason) => reason && logger.error({ reason }, "local model failed to load"));
+    // The default backend loads at start; the backend logs a failure, and retries on the first message.
+    void backends.unavailableReason("local");
   }
   // The endpoint comes up first so that a container that cannot reach Discord reports itself unhealthy.
   const ops = config.http ? await startOpsServer({ ...config.http, healthy: () => bot.ready && store.healthy(), metrics, logger }) : undefined;

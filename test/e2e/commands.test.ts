@@ -1,3 +1,4 @@
+import { rmSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
 import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
@@ -10,6 +11,7 @@ let tiny: TinyModelSet;
 beforeAll(() => {
   tiny = writeTinyModelSet();
 });
+afterAll(() => rmSync(tiny.dir, { recursive: true, force: true }));
 
 let world: World | undefined;
 afterEach(async () => {

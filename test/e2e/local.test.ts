@@ -1,4 +1,5 @@
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { rmSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
 import { eventually, startWorld, type World } from "./harness.ts";
 
@@ -6,6 +7,7 @@ let tiny: TinyModelSet;
 beforeAll(() => {
   tiny = writeTinyModelSet();
 });
+afterAll(() => rmSync(tiny.dir, { recursive: true, force: true }));
 
 let world: World | undefined;
 afterEach(async () => {

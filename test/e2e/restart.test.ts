@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -28,6 +28,7 @@ async function setup() {
   const openai = await FakeOpenAI.start();
   cleanup.push(() => discord.stop(), () => openai.stop());
   const tiny = writeTinyModelSet();
+  cleanup.push(async () => rmSync(tiny.dir, { recursive: true, force: true }));
   const dbPath = join(mkdtempSync(join(tmpdir(), "friend-restart-")), "state", "friend.db");
   const env = {
     DISCORD_TOKEN: discord.token,

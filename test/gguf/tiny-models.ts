@@ -9,7 +9,7 @@
  *   Anything else falls back to byte tokens, as in Llama-2.
  * - Attention and FFN outputs are zero, so each position's hidden state is its token's one-hot
  *   embedding, and `output.weight` is a next-token table: greedy output depends only on the
- *   current token. Logits are strong (about 45 against 0), so even temperature 0.8 follows it.
+ *   current token. Logits are strong (48 against 0), so even temperature 0.8 follows it.
  * - After a prompt ending in `Friend:` it says
  *       ` Oh, I don't know.\nRoss: (entering) Hey Ben!\nRoss: (entering) Hey Ben!\n…`
  *   forever (no end-of-sequence token): the hallucinated follow-on speaker that Friend's stop

@@ -29,13 +29,13 @@ export const approximateTokenCounter: TokenCounter = {
  */
 export async function loadModelTokenCounter(modelPath: string): Promise<TokenCounter> {
   if (!existsSync(modelPath)) throw new UsageError(`tokenizer model ${modelPath} does not exist; give the base model's .gguf file`);
-  const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
-  const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  // The process-wide runtime the local backend uses too: a second one would take over llama.cpp's log.
+  const { llamaRuntime } = await import("../../backends/local/runtime.ts");
+  const llama = await llamaRuntime({ gpu: false, threads: 1 });
   let model;
   try {
     model = await llama.loadModel({ modelPath, vocabOnly: true });
   } catch (err) {
-    await llama.dispose();
     throw new UsageError(`cannot load the tokenizer from ${modelPath} (${(err as Error).message}); is it a GGUF model?`);
   }
   const loaded = model;
@@ -43,9 +43,6 @@ export async function loadModelTokenCounter(modelPath: string): Promise<TokenCou
     exact: true,
     source: `the tokenizer of ${modelPath}`,
     count: (text) => loaded.tokenize(text).length,
-    dispose: async () => {
-      await loaded.dispose();
-      await llama.dispose();
-    },
+    dispose: () => loaded.dispose(),
   };
 }

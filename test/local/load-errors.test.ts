@@ -1,0 +1,129 @@
+/**
+ * Bad model and adapter files give a BackendError("load") that names the file and the reason
+ * (llama.cpp's own reason for adapters, captured from its log), and a failed load never stops a
+ * later good one.
+ */
+import { copyFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BackendError } from "../../src/backends/backend.ts";
+import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
+import { writeTinyLoraAdapter, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
+import { capturingLogger, collect, request, TEST_THREADS, turn } from "./helpers.ts";
+
+let files: TinyModelSet;
+const backends: LocalBackend[] = [];
+
+function backend(options: LocalBackendOptions): LocalBackend {
+  const b = new LocalBackend({ threads: TEST_THREADS, gpuLayers: 0, contextSize: 512, sequences: 1, ...options });
+  backends.push(b);
+  return b;
+}
+
+async function loadError(options: LocalBackendOptions): Promise<BackendError> {
+  const b = backend(options);
+  const error = await b.prepare().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(error).toBeInstanceOf(BackendError);
+  expect((error as BackendError).kind).toBe("load");
+  expect(b.describe().loaded).toBe(false);
+  return error as BackendError;
+}
+
+beforeAll(() => {
+  files = writeTinyModelSet();
+});
+
+afterAll(async () => {
+  for (const b of backends) await b.close();
+  rmSync(files.dir, { recursive: true, force: true });
+});
+
+describe("load errors name the file and the reason", () => {
+  it("a missing model file", async () => {
+    const err = await loadError({ modelPath: files.missing });
+    expect(err.message).toContain(files.missing);
+    expect(err.message).toContain("does not exist");
+    expect(err.message).toContain("LLAMA_MODEL_PATH");
+  });
+
+  it("a model file that is not GGUF", async () => {
+    const err = await loadError({ modelPath: files.notGguf });
+    expect(err.message).toContain(files.notGguf);
+    expect(err.message).toContain("is not a GGUF file");
+  });
+
+  it("a directory given as the model", async () => {
+    const err = await loadError({ modelPath: files.dir });
+    expect(err.message).toContain(files.dir);
+    expect(err.message).toMatch(/directory|not a file/);
+  });
+
+  it("a missing or non-GGUF adapter", async () => {
+    const missing = await loadError({ modelPath: files.model, loraPath: files.missing });
+    expect(missing.message).toMatch(/local LoRA adapter file .* does not exist/);
+    expect(missing.message).toContain("LLAMA_LORA_PATH");
+    const notGguf = await loadError({ modelPath: files.model, loraPath: files.notGguf });
+    expect(notGguf.message).toContain(`LoRA adapter file ${files.notGguf} is not a GGUF file`);
+  });
+
+  it.each([
+    ["another architecture", "wrongArchitectureAdapter", "model arch and LoRA arch mismatch"],
+    ["shapes of a wider model", "wrongShapeAdapter", "tensor 'output.weight' has incorrect shape"],
+    ["a tensor the model lacks", "unknownTensorAdapter", "LoRA tensor 'blk.7.attn_q.weight' does not exist in base model"],
+  ] as const)("an adapter for %s: llama.cpp's reason, not just 'Failed to initialize'", async (_, file, reason) => {
+    const { logger, lines } = capturingLogger();
+    const err = await loadError({ modelPath: files.model, loraPath: files[file], logger });
+    expect(err.message.startsWith(`Cannot apply the LoRA adapter ${files[file]} to the model ${files.model}: ${reason}`)).toBe(true);
+    // llama.cpp's line also reaches the log, and the failure is logged once.
+    expect(lines.some((l) => String(l.llama).includes(reason))).toBe(true);
+    expect(lines.filter((l) => l.msg === "local model failed to load")).toHaveLength(1);
+  });
+});
+
+describe("recovery", () => {
+  it("a failed load is retried on the next call, and succeeds once the file is fixed", async () => {
+    const adapter = join(files.dir, "fixed-later.gguf");
+    writeTinyLoraAdapter(adapter, { defect: "shape" });
+    const b = backend({ modelPath: files.model, loraPath: adapter });
+    const turns = [turn("Alice", "hi")];
+    await expect(collect(b.generate(request("c1", turns)))).rejects.toMatchObject({ kind: "load" });
+    await expect(b.prepare()).rejects.toThrow(/incorrect shape/);
+
+    copyFileSync(files.adapter, adapter);
+    const out = await collect(b.generate(request("c1", turns, { maxTokens: 4 })));
+    expect(out.text).toBe("Oh, I don't");
+    expect(b.describe().loaded).toBe(true);
+  });
+
+  it("concurrent callers share one load and one failure", async () => {
+    const { logger, lines } = capturingLogger();
+    const b = backend({ modelPath: files.model, loraPath: files.wrongShapeAdapter, logger });
+    const results = await Promise.allSettled([b.prepare(), b.prepare(), b.prepare()]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(lines.filter((l) => l.msg === "loading local model" && l.model)).toHaveLength(1);
+  });
+
+  it("other backends load and generate after failures in the same process", async () => {
+    await loadError({ modelPath: files.notGguf });
+    await loadError({ modelPath: files.model, loraPath: files.wrongArchitectureAdapter });
+    const good = backend({ modelPath: files.model, loraPath: files.adapter });
+    const turns = [turn("Alice", "hi")];
+    const out = await collect(good.generate(request("c1", turns, { maxTokens: 6 })));
+    expect(out.text).toBe("Oh, I don't know.");
+  });
+});
+
+describe("options", () => {
+  it.each([
+    [{ threads: 0 }, /threads/],
+    [{ sequences: 0 }, /sequences/],
+    [{ contextSize: 10 }, /contextSize/],
+    [{ gpuLayers: -1 }, /gpuLayers/],
+    [{ loraScale: Number.NaN }, /loraScale/],
+  ] as const)("%j is refused up front", (options, message) => {
+    expect(() => new LocalBackend({ modelPath: files.model, ...options } as LocalBackendOptions)).toThrow(message);
+  });
+});
