@@ -85,6 +85,7 @@ export class Conversation {
   readonly #running = new Set<Promise<void>>();
   readonly #abort = new AbortController();
   readonly #flood: FloodGate;
+  #queued = 0;
   #closing = false;
 
   constructor(private readonly options: ConversationOptions) {
@@ -114,9 +115,11 @@ export class Conversation {
     const { maxInputChars } = this.options.settings.window;
     const text = message.text.length > maxInputChars ? `${message.text.slice(0, maxInputChars)}…` : message.text;
     state.pending.push({ message: { ...message, text }, sink });
+    this.#queued++;
     state.lastActive = Date.now();
     if (state.pending.length > this.options.settings.limits.maxPendingPerChannel) {
       state.pending.shift();
+      this.#queued--;
       drop("queue_full");
     }
     this.#emit({ type: "queue_depth", depth: this.queueDepth });
@@ -139,16 +142,16 @@ export class Conversation {
     return this.#window(this.#state(channelId)).size;
   }
 
+  /** Messages waiting for a reply, across channels. */
   get queueDepth(): number {
-    let depth = 0;
-    for (const state of this.#channels.values()) depth += state.pending.length;
-    return depth;
+    return this.#queued;
   }
 
   /** Stops taking messages, lets in-flight replies finish for up to `graceMs`, then aborts them. */
   async close(graceMs = 3000): Promise<void> {
     this.#closing = true;
     for (const state of this.#channels.values()) state.pending.length = 0;
+    this.#queued = 0;
     const settled = Promise.allSettled([...this.#running]);
     const timer = setTimeout(() => this.#abort.abort(), graceMs);
     await settled;
@@ -199,6 +202,8 @@ export class Conversation {
         try {
           // Everything that arrived while this channel waited or generated becomes one turn.
           const batch = state.pending.splice(0);
+          this.#queued -= batch.length;
+          this.#emit({ type: "queue_depth", depth: this.#queued });
           if (batch.length > 1) this.#emit({ type: "coalesced", backend: this.options.backendFor(state.id).name, count: batch.length });
           for (const p of batch) state.answering.add(p.message.id);
           if (batch.length > 0) await this.#answer(state, batch, release).finally(() => state.answering.clear());
