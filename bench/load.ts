@@ -2,7 +2,7 @@
 //   npm run bench -- load            1,000 messages, 100 channels, 50 users, as fast as possible
 //   npm run bench -- soak [minutes]  ~5 messages/s (default 30 minutes); memory at the end vs after minute 1
 //   npm run bench -- disruption [minutes]  socket dropped every 30 s, 10% backend failures
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { FakeDiscord, type FakeUser } from "../test/fakes/discord.ts";
@@ -25,7 +25,11 @@ interface Scraped {
   errors: number;
 }
 
+let friendProcess: ChildProcess | undefined;
+
 async function scrape(opsUrl: string): Promise<Scraped> {
+  friendProcess?.kill("SIGUSR2"); // full GC first: compare retained memory, not garbage
+  await new Promise((r) => setTimeout(r, 200));
   const text = await (await fetch(`${opsUrl}/metrics`)).text();
   const value = (name: string) => text.split("\n").filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(" ").pop()), 0);
   return {
@@ -58,6 +62,7 @@ async function main(): Promise<void> {
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
+  friendProcess = child;
   const lines = createInterface({ input: child.stdout! });
   const [first] = (await once(lines, "line")) as [string];
   const { opsUrl } = JSON.parse(first) as { opsUrl: string };

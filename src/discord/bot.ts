@@ -1,4 +1,11 @@
-import { Client, Events, GatewayIntentBits, Partials, type Interaction, type Message } from "discord.js";
+import { Client, Events, GatewayIntentBits, Options, Partials, type Interaction, type Message } from "discord.js";
+
+/**
+ * Messages discord.js keeps per channel. Friend holds the messages it replies to and edits itself,
+ * so the cache only has to serve the odd lookup; discord.js's default of 200 per channel grew
+ * memory for hours in the soak run (100 channels × 200 messages).
+ */
+const CACHED_MESSAGES_PER_CHANNEL = 20;
 import type { Logger } from "pino";
 import type { Config } from "../config/env.ts";
 import type { Conversation } from "../conversation/conversation.ts";
@@ -26,6 +33,7 @@ export class FriendBot {
       // Real Discord sends no CHANNEL_CREATE before a DM; without this partial DMs never arrive.
       partials: [Partials.Channel],
       rest: { api: options.config.discord.apiUrl },
+      makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: CACHED_MESSAGES_PER_CHANNEL }),
     });
   }
 
