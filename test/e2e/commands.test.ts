@@ -1,17 +1,11 @@
-import { rmSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
-import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { eventually, startWorld, type World } from "./harness.ts";
+import { eventually, startWorld, useTinyModels, type World } from "./harness.ts";
 
 const MANAGE_CHANNELS = (1n << 4n).toString();
 const NOTHING = "0";
 
-let tiny: TinyModelSet;
-beforeAll(() => {
-  tiny = writeTinyModelSet();
-});
-afterAll(() => rmSync(tiny.dir, { recursive: true, force: true }));
+const tiny = useTinyModels();
 
 let world: World | undefined;
 afterEach(async () => {
@@ -19,9 +13,7 @@ afterEach(async () => {
   world = undefined;
 });
 
-function localEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { LLAMA_MODEL_PATH: tiny.model, LLAMA_LORA_PATH: "", LLAMA_THREADS: "1", LLAMA_CONTEXT_SIZE: "512", LLAMA_SEQUENCES: "2", ...extra };
-}
+const localEnv = tiny.env;
 
 /** The text of an interaction's reply, whether it answered at once or deferred and edited. */
 async function interactionReply(discord: FakeDiscord, token: string): Promise<{ content?: string; embeds?: unknown[]; flags?: number }> {
@@ -96,7 +88,7 @@ describe("/model", () => {
   });
 
   it("refuses to switch to a local model that cannot load, with the reason, and changes nothing", async () => {
-    world = await startWorld({ env: localEnv({ LLAMA_MODEL_PATH: tiny.notGguf }) });
+    world = await startWorld({ env: localEnv({ LLAMA_MODEL_PATH: tiny.models().notGguf }) });
     const { discord } = world;
     const channel = discord.channelIds[0]!;
     const i = discord.sendInteraction({ channelId: channel, user: discord.user({ name: "mod" }), name: "model", options: [{ name: "backend", type: 3, value: "local" }], permissions: MANAGE_CHANNELS });

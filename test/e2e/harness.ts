@@ -1,9 +1,12 @@
+import { rmSync } from "node:fs";
 import { Writable } from "node:stream";
+import { afterAll, beforeAll } from "vitest";
 import { startFriend, type Friend, type FriendParts } from "../../src/app.ts";
 import { loadConfig, type Config } from "../../src/config/env.ts";
 import { createLogger } from "../../src/log.ts";
 import { FakeDiscord } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
+import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
 
 export const OPENAI_KEY = "sk-test-key-never-logged-1234";
 
@@ -77,4 +80,23 @@ export async function eventually<T>(check: () => T | undefined | null | false, w
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * The tiny GGUF models for one test file: written before its tests, removed after them. `env`
+ * points Friend's local backend at the script model (no adapter unless `extra` names one).
+ */
+export function useTinyModels(): { models: () => TinyModelSet; env: (extra?: Record<string, string>) => Record<string, string> } {
+  let set: TinyModelSet | undefined;
+  beforeAll(() => {
+    set = writeTinyModelSet();
+  });
+  afterAll(() => {
+    if (set) rmSync(set.dir, { recursive: true, force: true });
+  });
+  const models = () => set!;
+  return {
+    models,
+    env: (extra = {}) => ({ LLAMA_MODEL_PATH: models().model, LLAMA_LORA_PATH: "", LLAMA_THREADS: "1", LLAMA_CONTEXT_SIZE: "512", LLAMA_SEQUENCES: "2", ...extra }),
+  };
 }

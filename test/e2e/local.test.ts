@@ -1,13 +1,7 @@
-import { rmSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { eventually, startWorld, type World } from "./harness.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { eventually, startWorld, useTinyModels, type World } from "./harness.ts";
 
-let tiny: TinyModelSet;
-beforeAll(() => {
-  tiny = writeTinyModelSet();
-});
-afterAll(() => rmSync(tiny.dir, { recursive: true, force: true }));
+const tiny = useTinyModels();
 
 let world: World | undefined;
 afterEach(async () => {
@@ -15,15 +9,7 @@ afterEach(async () => {
   world = undefined;
 });
 
-const local = (extra: Record<string, string> = {}) => ({
-  FRIEND_BACKEND: "local",
-  LLAMA_MODEL_PATH: tiny.model,
-  LLAMA_LORA_PATH: tiny.adapter,
-  LLAMA_THREADS: "1",
-  LLAMA_CONTEXT_SIZE: "512",
-  LLAMA_SEQUENCES: "2",
-  ...extra,
-});
+const local = (extra: Record<string, string> = {}) => tiny.env({ FRIEND_BACKEND: "local", LLAMA_LORA_PATH: tiny.models().adapter, ...extra });
 
 describe("the local backend end to end", () => {
   it("loads the model and adapter at start and posts the designed hallucination cleaned to exactly its first line", async () => {
@@ -39,7 +25,7 @@ describe("the local backend end to end", () => {
   });
 
   it("keeps running when the local model cannot load: a clear error line, and OpenAI channels unaffected", async () => {
-    world = await startWorld({ env: local({ LLAMA_MODEL_PATH: tiny.missing }) });
+    world = await startWorld({ env: local({ LLAMA_MODEL_PATH: tiny.models().missing }) });
     const { discord, openai, config, logs } = world;
     const [broken, fine] = discord.channelIds as [string, string];
     world.friend.store.setBackend(fine, "openai");
