@@ -24,7 +24,7 @@ import {
 } from "node-llama-cpp";
 import { pino, type Logger } from "pino";
 import { recentSpeakers, renderScript } from "../conversation/prompt.ts";
-import { streamingView } from "../reply/clean.ts";
+import { ReplyCleaner } from "../reply/clean.ts";
 import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "./backend.ts";
 import { ChannelSlots, type Lease } from "./local/channel-slots.ts";
 import { ChunkQueue } from "./local/chunk-queue.ts";
@@ -340,8 +340,7 @@ export class LocalBackend implements Backend {
       lease.slot.firstTurnAt = request.turns[fit.start]?.at;
 
       const chunks = new ChunkQueue<string>();
-      const cleanOptions = { personaName: request.persona.name, windowNames: recentSpeakers(request.turns) };
-      let raw = "";
+      const cleaner = new ReplyCleaner({ personaName: request.persona.name, windowNames: recentSpeakers(request.turns) });
       const meterBefore = sequence.tokenMeter.getState();
       // Every sampled token needed one set of logits: the meter's output count is the reply length.
       sampled = () => sequence.tokenMeter.getState().usedOutputTokens - meterBefore.usedOutputTokens;
@@ -357,10 +356,9 @@ export class LocalBackend implements Backend {
           disableContextShift: true,
           contextShiftSize: maxTokens,
           onTextChunk: (text) => {
-            raw += text;
             chunks.push(text);
             // The stop list holds only likely names; the cleaner knows any `\nName:` line is the end.
-            if (!speakerCut.signal.aborted && streamingView(raw, cleanOptions).done) speakerCut.abort();
+            if (!speakerCut.signal.aborted && cleaner.push(text).done) speakerCut.abort();
           },
         })
         .finally(() => {
