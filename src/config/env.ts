@@ -53,6 +53,9 @@ const envSchema = z.object({
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
 });
 
+/** The names of every variable Friend reads. */
+export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 export interface LocalModelConfig {
   modelPath: string;
   loraPath?: string;
