@@ -88,7 +88,7 @@ describe("conversation memory", () => {
     const { discord, openai } = world;
     const channel = discord.channelIds[0]!;
     const alice = discord.user({ name: "alice" });
-    openai.script({ text: "first answer", delayMs: 700 });
+    openai.script({ text: "first answer", delayMs: 2000 }); // long enough for the whole burst to arrive meanwhile
     openai.otherwise(() => ({ text: "caught up" }));
     discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} one`, mentions: [discord.botUser as never] });
     await eventually(() => openai.requests.length === 1, "the first request");

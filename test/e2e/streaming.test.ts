@@ -45,7 +45,7 @@ describe("concurrency", () => {
     for (let i = 0; i < 2; i++) discord.addChannel();
     const channels = discord.channelIds.slice(0, 6);
     world = await startWorld({ discord, env: { FRIEND_CHANNELS: channels.join(",") }, settings: (c) => void (c.settings.limits.concurrency = 2) });
-    world.openai.otherwise(() => ({ text: "one moment", delayMs: 300 }));
+    world.openai.otherwise(() => ({ text: "one moment", delayMs: 800 }));
     const alice = discord.user({ name: "alice" });
     for (const channel of channels) discord.sendMessage({ channelId: channel, author: alice, content: "hi all" });
     await eventually(() => channels.every((c) => discord.botMessages(c).length === 1), "every channel answered", 15_000);
