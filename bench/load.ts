@@ -4,6 +4,9 @@
 //   npm run bench -- disruption [minutes]  socket dropped every 30 s, 10% backend failures
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { FakeDiscord, type FakeUser } from "../test/fakes/discord.ts";
 
@@ -55,7 +58,8 @@ async function main(): Promise<void> {
       DISCORD_API_URL: discord.apiUrl,
       FRIEND_BACKEND: "local",
       FRIEND_CHANNELS: channels.join(","),
-      FRIEND_DB_PATH: ":memory:",
+      // A file, as deployed: an in-memory database would count Friend's durable state as process memory.
+      FRIEND_DB_PATH: join(mkdtempSync(join(tmpdir(), "friend-bench-")), "friend.db"),
       FRIEND_HTTP_PORT: "0",
       FRIEND_USER_MESSAGES_PER_MINUTE: "100000",
       BENCH_FAIL_RATE: mode === "disruption" ? "0.1" : "0",
