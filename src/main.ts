@@ -22,17 +22,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.logLevel, secrets: [config.discord.token, config.openai.apiKey ?? ""] });
   logger.info({ backend: config.defaultBackend, channels: config.discord.channels.size }, "Friend is starting");
-  let friend: Awaited<ReturnType<typeof startFriend>>;
-  try {
-    friend = await startFriend(config, logger, { moveCorruptDb: process.argv.includes("--move-corrupt-db") });
-  } catch (err) {
-    if (err instanceof StoreError) {
-      console.error(err.message);
-      process.exit(1);
-    }
-    logger.fatal({ err }, "Friend could not start");
-    process.exit(1);
-  }
+  let friend: Awaited<ReturnType<typeof startFriend>> | undefined;
   let exiting = false;
   const shutdown = (signal: string) => {
     if (exiting) return;
@@ -42,7 +32,7 @@ async function main(): Promise<void> {
       logger.warn("shutdown took too long; exiting anyway");
       process.exit(0);
     }, SHUTDOWN_DEADLINE_MS).unref();
-    friend.stop().then(
+    (friend?.stop() ?? Promise.resolve()).then(
       () => {
         logger.info("bye");
         process.exit(0);
@@ -55,6 +45,19 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  // A stray rejection in a library callback must not take every channel down with it.
+  process.on("unhandledRejection", (err) => logger.error({ err }, "unhandled promise rejection"));
+
+  try {
+    friend = await startFriend(config, logger, { moveCorruptDb: process.argv.includes("--move-corrupt-db") });
+  } catch (err) {
+    if (err instanceof StoreError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    logger.fatal({ err }, "Friend could not start");
+    process.exit(1);
+  }
 }
 
 await main();
