@@ -2,7 +2,7 @@
 // (and fails BENCH_FAIL_RATE of calls), so the figures are Friend's own overhead.
 import pino from "pino";
 import { startFriend } from "../src/app.ts";
-import { BackendError, type Backend } from "../src/backends/backend.ts";
+import { BackendError, type Backend } from "../src/core/backend.ts";
 import { loadConfig } from "../src/config/env.ts";
 
 const failRate = Number(process.env.BENCH_FAIL_RATE ?? 0);

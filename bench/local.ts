@@ -14,10 +14,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { GenerateRequest } from "../src/backends/backend.ts";
+import type { GenerateRequest } from "../src/core/backend.ts";
 import { LocalBackend, type LocalGenerationStats } from "../src/backends/local.ts";
 import { loadSettings } from "../src/config/settings.ts";
-import type { Turn } from "../src/conversation/turn.ts";
+import type { Turn } from "../src/core/turn.ts";
 import { cleanReply } from "../src/reply/clean.ts";
 import { TINYLLAMA_SHAPE, writeSyntheticLlama, writeSyntheticLora } from "../test/gguf/synthetic-llama.ts";
 

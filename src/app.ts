@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import { LocalBackend } from "./backends/local.ts";
 import { Backends, type LocalBackendFactory } from "./backends/registry.ts";
 import type { Config } from "./config/env.ts";
-import { Conversation, type ConversationEvent } from "./conversation/conversation.ts";
+import { Conversation } from "./conversation/conversation.ts";
+import type { ConversationEvent } from "./conversation/events.ts";
 import { FriendBot } from "./discord/bot.ts";
 import { commandHandler, registerCommands } from "./discord/commands/index.ts";
 import { startOpsServer } from "./ops/http.ts";
@@ -37,13 +38,16 @@ export interface Friend {
 export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
   const startedAt = Date.now();
   const store = new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
-  const metrics = new FriendMetrics();
   const backends = new Backends(config, logger, parts.makeLocal ?? (() => new LocalBackend({ ...config.local, logger })));
-  const conversation = new Conversation({
+  const metrics = new FriendMetrics(() => conversation.queueDepth);
+  const conversation: Conversation = new Conversation({
     settings: config.settings,
     store,
-    backendFor: (channelId) => backends.get(store.getBackend(channelId) ?? config.defaultBackend),
+    backend: (name) => backends.get(name),
     backends: () => backends.created(),
+    defaultBackend: config.defaultBackend,
+    // The local backend serves as many channels at once as its context has sequences.
+    concurrency: { openai: config.settings.limits.concurrency, local: config.local.sequences },
     userMessagesPerMinute: config.userMessagesPerMinute,
     logger,
     onEvent: (event) => {
@@ -55,7 +59,7 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     config,
     conversation,
     logger,
-    onInteraction: commandHandler({ config, conversation, backends, store, startedAt, version: VERSION }, logger),
+    onInteraction: commandHandler({ config, conversation, backends, startedAt, version: VERSION }, logger),
     onReady: async (client) => {
       try {
         const count = await registerCommands(client.rest, client.application.id, config.discord.guildId);
@@ -79,6 +83,7 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     store.close();
     throw err;
   }
+  await catchUp(config, store, bot, conversation, logger);
   let stopping: Promise<void> | undefined;
   return {
     bot,
@@ -89,9 +94,45 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     opsUrl: ops?.url,
     stop: () =>
       (stopping ??= (async () => {
-        await Promise.all([bot.stop(), conversation.close()]);
+        // Replies in flight are posted before the client goes: destroying it clears its token.
+        await conversation.close(config.shutdownGraceMs);
+        await bot.stop();
         await Promise.all([backends.close(), ops?.close()]);
         store.close();
       })()),
   };
+}
+
+/**
+ * Answers, once, the messages accepted before a restart that never got a posted reply (a crash, or a
+ * stop whose grace ran out), replying to the original message and completing any reply Friend had
+ * begun. Messages older than FRIEND_CATCHUP_MAX_AGE_S are dropped with a log line.
+ */
+async function catchUp(config: Config, store: SqliteStore, bot: FriendBot, conversation: Conversation, logger: Logger): Promise<void> {
+  try {
+    const unanswered = store.unanswered();
+    if (unanswered.length === 0) return;
+    const oldest = Date.now() - config.catchUpMaxAgeMs;
+    const stale = unanswered.filter((m) => m.turn.at < oldest).map((m) => m.turn.messageId);
+    if (stale.length > 0) {
+      store.drop(stale);
+      logger.info({ count: stale.length, messages: stale, maxAgeS: config.catchUpMaxAgeMs / 1000 }, "unanswered messages from before the restart are too old; dropped");
+    }
+    // Sinks first, then all of a channel's messages at once, so they are answered as one turn.
+    const resumable = [];
+    for (const message of unanswered.filter((m) => m.turn.at >= oldest)) {
+      const sink = await bot.sinkFor(message.channelId, message.turn.messageId);
+      if (sink) resumable.push({ message, sink });
+      else {
+        store.drop([message.turn.messageId]);
+        logger.info({ msgId: message.turn.messageId, channel: message.channelId }, "an unanswered message from before the restart is gone; dropped");
+      }
+    }
+    for (const { message, sink } of resumable) {
+      logger.info({ msgId: message.turn.messageId, channel: message.channelId }, "answering a message left unanswered before the restart");
+      conversation.resume(message, sink);
+    }
+  } catch (err) {
+    logger.error({ err }, "catch-up after the restart failed; carrying on");
+  }
 }

@@ -5,8 +5,8 @@ import { loadConfig } from "./config/env.ts";
 import { createLogger } from "./log.ts";
 import { StoreError } from "./store/sqlite.ts";
 
-/** If shutdown hangs (a stuck socket, a model mid-evaluation), leave anyway. */
-const SHUTDOWN_DEADLINE_MS = 8000;
+/** After the grace period, time to edit replies cut short and close; past it Friend leaves anyway (a stuck socket, say). */
+const SHUTDOWN_CLOSE_MS = 1500;
 
 async function main(): Promise<void> {
   dotenv.config({ quiet: true });
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     setTimeout(() => {
       logger.warn("shutdown took too long; exiting anyway");
       process.exit(0);
-    }, SHUTDOWN_DEADLINE_MS).unref();
+    }, config.shutdownGraceMs + SHUTDOWN_CLOSE_MS).unref();
     (friend?.stop() ?? Promise.resolve()).then(
       () => {
         logger.info("bye");

@@ -25,11 +25,11 @@ import {
 import { pino, type Logger } from "pino";
 import { recentSpeakers, renderScript } from "../conversation/prompt.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
-import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "./backend.ts";
+import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "../core/backend.ts";
 import { ChannelSlots, type Lease } from "./local/channel-slots.ts";
 import { ChunkQueue } from "./local/chunk-queue.ts";
 import { checkGgufFile, llamaFailureReason } from "./local/model-files.ts";
-import { fitPrompt } from "./local/prompt-fit.ts";
+import { fitPrompt } from "./prompt-fit.ts";
 import { llamaRuntime, onLlamaLog } from "./local/runtime.ts";
 
 export interface LocalBackendOptions {

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Config } from "../config/env.ts";
-import type { Backend, BackendName } from "./backend.ts";
+import type { Backend, BackendName } from "../core/backend.ts";
 import { OpenAIBackend } from "./openai.ts";
 
 /** Builds the local backend on first use, so Friend starts without loading a model nobody asked for. */
@@ -16,8 +16,16 @@ export class Backends {
     logger: Logger,
     private readonly makeLocal: LocalBackendFactory,
   ) {
-    const { generation } = config.settings;
-    this.openai = new OpenAIBackend({ ...config.openai, timeoutMs: generation.timeoutMs, maxRetries: generation.maxRetries, stream: generation.stream, logger });
+    const { generation, window } = config.settings;
+    this.openai = new OpenAIBackend({
+      ...config.openai,
+      timeoutMs: generation.timeoutMs,
+      maxRetries: generation.maxRetries,
+      stream: generation.stream,
+      promptBudget: window.maxTokens,
+      trimToFraction: window.trimToFraction,
+      logger,
+    });
   }
 
   get(name: BackendName): Backend {

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { z } from "zod";
-import { BACKEND_NAMES } from "../backends/backend.ts";
+import { BACKEND_NAMES } from "../core/backend.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 import { loadSettings, type Settings } from "./settings.ts";
 
@@ -51,6 +51,8 @@ const envSchema = z.object({
   LLAMA_SEQUENCES: int(1, 64).default(4),
   FRIEND_HTTP_PORT: optional(int(0, 65_535)),
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
+  FRIEND_SHUTDOWN_GRACE_MS: int(0, 600_000).default(8000),
+  FRIEND_CATCHUP_MAX_AGE_S: int(0, 7 * 24 * 3600).default(900),
 });
 
 /** The names of every variable Friend reads. */
@@ -92,6 +94,10 @@ export interface Config {
   logLevel: string;
   userMessagesPerMinute: number;
   http?: { port: number; host: string };
+  /** On SIGTERM, how long replies in flight may take to finish and be posted. */
+  shutdownGraceMs: number;
+  /** At start-up, unanswered messages younger than this are answered; older ones are dropped. */
+  catchUpMaxAgeMs: number;
   settings: Settings;
 }
 
@@ -140,6 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
     logLevel: e.LOG_LEVEL,
     userMessagesPerMinute: e.FRIEND_USER_MESSAGES_PER_MINUTE,
     http: e.FRIEND_HTTP_PORT !== undefined ? { port: e.FRIEND_HTTP_PORT, host: e.FRIEND_HTTP_HOST } : undefined,
+    shutdownGraceMs: e.FRIEND_SHUTDOWN_GRACE_MS,
+    catchUpMaxAgeMs: e.FRIEND_CATCHUP_MAX_AGE_S * 1000,
     settings,
   };
 }

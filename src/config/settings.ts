@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import type { Persona } from "../core/persona.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 
 /** config/friend.json: the non-secret settings, validated at start-up. */
 export const DEFAULT_SETTINGS_PATH = fileURLToPath(new URL("../../config/friend.json", import.meta.url));
 
-const personaSchema = z.strictObject({
+const personaSchema: z.ZodType<Persona> = z.strictObject({
   name: z.string().regex(/^[A-Z][A-Za-z]{1,31}$/, "must be one capitalised word, e.g. Friend"),
   /** `{user}` is replaced by the display name of whoever Friend is answering. */
   systemPrompt: z.string().min(1),
@@ -51,7 +52,6 @@ export const settingsSchema = z.strictObject({
 });
 
 export type Settings = z.infer<typeof settingsSchema>;
-export type Persona = Settings["persona"];
 export type WindowSettings = Settings["window"];
 export type GenerationSettings = Settings["generation"];
 

@@ -1,15 +1,13 @@
 import type { Logger } from "pino";
-import { BackendError, type Backend, type BackendErrorKind, type BackendName, type GenerationStats } from "../backends/backend.ts";
 import type { Settings } from "../config/settings.ts";
-import { ReplyCleaner } from "../reply/clean.ts";
-import { splitMessage } from "../reply/split.ts";
-import { stopSequences } from "../reply/speakers.ts";
-import { recentSpeakers, speakerName } from "./prompt.ts";
+import { BackendError, type Backend, type BackendName } from "../core/backend.ts";
+import { Admission } from "./admission.ts";
+import type { ConversationEvent, DropReason } from "./events.ts";
 import { FloodGate } from "./flood.ts";
-import { Slots } from "./slots.ts";
-import type { ConversationStore } from "./store.ts";
-import type { Turn } from "./turn.ts";
-import { ChannelWindow } from "./window.ts";
+import { speakerName } from "./prompt.ts";
+import { ChannelSession, type ReplySink, type SessionContext } from "./session.ts";
+import type { AcceptedMessage, ConversationStore } from "./store.ts";
+import { countTokens } from "../core/tokens.ts";
 
 /** A message that addresses Friend, already stripped of Discord specifics. */
 export interface IncomingMessage {
@@ -22,140 +20,185 @@ export interface IncomingMessage {
   at: number;
 }
 
-/** Where a reply goes; the Discord layer implements it for the message being answered. */
-export interface ReplySink {
-  typing(): Promise<void>;
-  /** Shows text that is still growing; always something the final reply starts with. */
-  update(text: string): Promise<void>;
-  /** Posts the final reply (any length; the sink splits it). */
-  finish(text: string): Promise<void>;
-}
-
-/** `slowed`: the sender is over their rate and got the one slow-down reply; `ignored`: and is now ignored. */
-export type SubmitResult = "started" | "queued" | "duplicate" | "dropped" | "slowed" | "ignored";
-
-export type DropReason = "queue_full" | "shutting_down" | "flood" | "duplicate";
-
-export type ConversationEvent =
-  | { type: "seen"; backend: BackendName }
-  | { type: "answered"; backend: BackendName; latencyMs: number; firstTextMs?: number; completionTokens?: number; generationMs: number; fallback: boolean }
-  | { type: "coalesced"; backend: BackendName; count: number }
-  | { type: "dropped"; backend: BackendName; reason: DropReason }
-  | { type: "backend_error"; backend: BackendName; kind: BackendErrorKind }
-  | { type: "queue_depth"; depth: number };
+/**
+ * `slowed`: the sender is over their rate and got the one slow-down reply; `ignored`: and is now
+ * ignored; `deferred`: Friend is shutting down, so the message is kept for catch-up at the next start.
+ */
+export type SubmitResult = "started" | "queued" | "duplicate" | "dropped" | "slowed" | "ignored" | "deferred";
 
 export interface ConversationOptions {
   settings: Settings;
   store: ConversationStore;
-  /** The backend that serves a channel now (its /model choice or the default). */
-  backendFor: (channelId: string) => Backend;
+  /** The backend serving one name (created on first use). */
+  backend: (name: BackendName) => Backend;
+  /** Every backend created so far. */
+  backends: () => Iterable<Backend>;
+  defaultBackend: BackendName;
+  /** Concurrent generations per backend; waiting on one never delays the other. */
+  concurrency: Record<BackendName, number>;
   /** Messages a user may send per minute before being slowed down. */
   userMessagesPerMinute: number;
-  /** Every backend, so /reset can clear per-channel state in all of them. */
-  backends: () => Iterable<Backend>;
   logger: Logger;
   onEvent?: (event: ConversationEvent) => void;
 }
 
-interface Pending {
-  message: IncomingMessage;
-  sink: ReplySink;
-}
-
-interface ChannelState {
-  id: string;
-  window?: ChannelWindow;
-  pending: Pending[];
-  /** Ids being answered right now: a gateway replay of one must not be queued again. */
-  answering: Set<string>;
-  running: boolean;
-  lastActive: number;
-}
-
-/** Discord shows "typing…" for about 10 s per call. */
-const TYPING_REFRESH_MS = 8000;
-
 /**
- * Friend's conversations: one generation per channel at a time, messages that arrive meanwhile
- * folded into the next turn, a global limit on concurrent generations, and bounded queues.
+ * Friend's conversations: a bounded registry of channel sessions (idle ones evicted, least recently
+ * used first), flood control, and per-backend admission. Everything about one channel happens in
+ * its `ChannelSession`.
  */
 export class Conversation {
-  readonly #channels = new Map<string, ChannelState>();
-  readonly #slots: Slots;
-  readonly #running = new Set<Promise<void>>();
-  readonly #abort = new AbortController();
+  /** In least-recently-used order: a session is moved to the end whenever it is touched. */
+  readonly #sessions = new Map<string, ChannelSession>();
   readonly #flood: FloodGate;
-  #queued = 0;
+  readonly #shutdown = new AbortController();
+  readonly #context: SessionContext;
   #closing = false;
 
   constructor(private readonly options: ConversationOptions) {
-    this.#slots = new Slots(options.settings.limits.concurrency);
     this.#flood = new FloodGate(options.userMessagesPerMinute);
+    this.#context = {
+      settings: options.settings,
+      store: options.store,
+      backend: options.backend,
+      backends: options.backends,
+      defaultBackend: options.defaultBackend,
+      admission: new Admission(options.concurrency),
+      shutdown: this.#shutdown.signal,
+      closing: () => this.#closing,
+      logger: options.logger,
+      emit: (event) => this.#emit(event),
+      storeFailed: (err, log) => {
+        log.error({ err }, "database write failed; carrying on without it");
+        this.#emit({ type: "store_error" });
+      },
+    };
   }
 
-  /** Queues a message for an answer. Never throws: a user's message must not crash Friend. */
+  /** Takes a message for an answer: durable from here on. Never throws: a user's message must not crash Friend. */
   submit(message: IncomingMessage, sink: ReplySink): SubmitResult {
-    const backend = this.options.backendFor(message.channelId).name;
+    const session = this.#session(message.channelId);
+    const backend = session.backend;
     this.#emit({ type: "seen", backend });
-    const drop = (reason: DropReason, result: SubmitResult = "dropped") => {
+    const drop = (reason: DropReason, result: SubmitResult = "dropped"): SubmitResult => {
       this.#emit({ type: "dropped", backend, reason });
       return result;
     };
-    if (this.#closing) return drop("shutting_down");
-    const state = this.#state(message.channelId);
-    if (state.answering.has(message.id) || state.pending.some((p) => p.message.id === message.id) || this.options.store.isAnswered(message.id)) {
-      return drop("duplicate", "duplicate");
+    if (session.has(message.id)) return drop("duplicate", "duplicate");
+    const { persona, window } = this.options.settings;
+    if (!this.#closing) {
+      const verdict = this.#flood.check(message.authorId);
+      if (verdict === "ignore") return drop("flood", "ignored");
+      if (verdict === "warn") {
+        void sink.finish(persona.slowDownReply).catch((err) => this.options.logger.warn({ err }, "could not post the slow-down reply"));
+        return drop("flood", "slowed");
+      }
     }
-    const verdict = this.#flood.check(message.authorId);
-    if (verdict === "ignore") return drop("flood", "ignored");
-    if (verdict === "warn") {
-      void sink.finish(this.options.settings.persona.slowDownReply).catch((err) => this.options.logger.warn({ err }, "could not post the slow-down reply"));
-      return drop("flood", "slowed");
+    const text = message.text.length > window.maxInputChars ? `${message.text.slice(0, window.maxInputChars)}…` : message.text;
+    const accepted: AcceptedMessage = {
+      channelId: message.channelId,
+      authorId: message.authorId,
+      turn: { author: speakerName(message.authorName, persona.name), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
+    };
+    try {
+      if (!this.options.store.accept(accepted)) return drop("duplicate", "duplicate");
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger.child({ msgId: message.id, channel: message.channelId }));
     }
-    const { maxInputChars } = this.options.settings.window;
-    const text = message.text.length > maxInputChars ? `${message.text.slice(0, maxInputChars)}…` : message.text;
-    state.pending.push({ message: { ...message, text }, sink });
-    this.#queued++;
-    state.lastActive = Date.now();
-    if (state.pending.length > this.options.settings.limits.maxPendingPerChannel) {
-      state.pending.shift();
-      this.#queued--;
-      drop("queue_full");
+    if (this.#closing) {
+      drop("shutting_down");
+      return "deferred";
     }
-    this.#emit({ type: "queue_depth", depth: this.queueDepth });
-    if (state.running) return "queued";
-    state.running = true;
-    const run = this.#drain(state).finally(() => this.#running.delete(run));
-    this.#running.add(run);
-    return "started";
+    return this.#enqueue(session, accepted, sink);
   }
 
-  /** Forgets a channel's conversation: memory, the store and any backend state. */
-  reset(channelId: string): void {
-    this.#channels.get(channelId)?.window?.clear();
-    this.options.store.clearWindow(channelId);
-    for (const backend of this.options.backends()) backend.resetChannel?.(channelId);
+  /** Answers a message accepted before a restart (catch-up); it is already durable. */
+  resume(message: AcceptedMessage, sink: ReplySink): SubmitResult {
+    if (this.#closing) return "dropped";
+    const session = this.#session(message.channelId);
+    if (session.has(message.turn.messageId)) return "duplicate";
+    return this.#enqueue(session, message, sink);
   }
 
-  /** The channel's window size, for /status. */
+  /** Forgets a channel's conversation (see ChannelSession.reset); returns how many turns were forgotten. */
+  reset(channelId: string): number {
+    const session = this.#session(channelId);
+    const { turns, dropped } = session.reset();
+    for (const _ of dropped) this.#emit({ type: "dropped", backend: session.backend, reason: "reset" });
+    return turns;
+  }
+
+  backendOf(channelId: string): BackendName {
+    return this.#session(channelId).backend;
+  }
+
+  setBackend(channelId: string, backend: BackendName): void {
+    this.#session(channelId).setBackend(backend);
+  }
+
+  /** The channel's window size, for /status and /reset. */
   windowSize(channelId: string): { turns: number; tokens: number } {
-    return this.#window(this.#state(channelId)).size;
+    return this.#session(channelId).windowSize();
   }
 
-  /** Messages waiting for a reply, across channels. */
+  /** Messages waiting for a reply, across channels (read by the metrics scrape, not per message). */
   get queueDepth(): number {
-    return this.#queued;
+    let depth = 0;
+    for (const session of this.#sessions.values()) depth += session.pendingCount;
+    return depth;
   }
 
-  /** Stops taking messages, lets in-flight replies finish for up to `graceMs`, then aborts them. */
-  async close(graceMs = 3000): Promise<void> {
+  /** Channels held in memory. */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Graceful stop: takes no new messages, lets replies in flight finish and be posted for up to
+   * `graceMs`, then stops the rest (their messages stay unanswered, for catch-up at the next start).
+   */
+  async close(graceMs: number): Promise<void> {
     this.#closing = true;
-    for (const state of this.#channels.values()) state.pending.length = 0;
-    this.#queued = 0;
-    const settled = Promise.allSettled([...this.#running]);
-    const timer = setTimeout(() => this.#abort.abort(), graceMs);
-    await settled;
+    const idle = Promise.allSettled([...this.#sessions.values()].map((s) => s.idle()));
+    const timer = setTimeout(() => this.#shutdown.abort(new BackendError("aborted", "Friend is shutting down.")), graceMs);
+    await idle;
     clearTimeout(timer);
+  }
+
+  #enqueue(session: ChannelSession, message: AcceptedMessage, sink: ReplySink): SubmitResult {
+    const { result, dropped } = session.enqueue({ turn: message.turn, sink });
+    if (dropped) {
+      this.#emit({ type: "dropped", backend: session.backend, reason: "queue_full" });
+      try {
+        this.options.store.drop([dropped.turn.messageId]);
+      } catch (err) {
+        this.#context.storeFailed(err, this.options.logger.child({ channel: session.id }));
+      }
+    }
+    return result;
+  }
+
+  #session(channelId: string): ChannelSession {
+    let session = this.#sessions.get(channelId);
+    if (session) {
+      this.#sessions.delete(channelId);
+    } else {
+      session = new ChannelSession(channelId, this.#context);
+      this.#evictIdle();
+    }
+    this.#sessions.set(channelId, session);
+    return session;
+  }
+
+  /** Keeps memory bounded: the least recently used idle channels are forgotten (their state stays in the store). */
+  #evictIdle(): void {
+    let excess = this.#sessions.size + 1 - this.options.settings.limits.maxActiveChannels;
+    for (const [id, session] of this.#sessions) {
+      if (excess <= 0) break;
+      if (session.busy) continue;
+      this.#sessions.delete(id);
+      excess--;
+    }
   }
 
   #emit(event: ConversationEvent): void {
@@ -164,189 +207,5 @@ export class Conversation {
     } catch (err) {
       this.options.logger.warn({ err }, "conversation event listener failed");
     }
-  }
-
-  #state(channelId: string): ChannelState {
-    let state = this.#channels.get(channelId);
-    if (!state) {
-      state = { id: channelId, pending: [], answering: new Set(), running: false, lastActive: Date.now() };
-      this.#channels.set(channelId, state);
-      this.#evictIdle();
-    }
-    return state;
-  }
-
-  #window(state: ChannelState): ChannelWindow {
-    state.window ??= new ChannelWindow(this.options.settings.window, this.options.store.loadWindow(state.id));
-    return state.window;
-  }
-
-  /** Keeps memory bounded: idle channels beyond the limit are forgotten (their windows stay in the store). */
-  #evictIdle(): void {
-    const max = this.options.settings.limits.maxActiveChannels;
-    if (this.#channels.size <= max) return;
-    const idle = [...this.#channels.values()].filter((s) => !s.running && s.pending.length === 0).sort((a, b) => a.lastActive - b.lastActive);
-    for (const state of idle.slice(0, this.#channels.size - max)) this.#channels.delete(state.id);
-  }
-
-  async #drain(state: ChannelState): Promise<void> {
-    try {
-      while (state.pending.length > 0 && !this.#closing) {
-        await this.#slots.acquire();
-        let held = true;
-        // The slot bounds generations, not Discord sends: it is handed back once the reply is ready.
-        const release = () => {
-          if (held) this.#slots.release();
-          held = false;
-        };
-        try {
-          // Everything that arrived while this channel waited or generated becomes one turn.
-          const batch = state.pending.splice(0);
-          this.#queued -= batch.length;
-          this.#emit({ type: "queue_depth", depth: this.#queued });
-          if (batch.length > 1) this.#emit({ type: "coalesced", backend: this.options.backendFor(state.id).name, count: batch.length });
-          for (const p of batch) state.answering.add(p.message.id);
-          if (batch.length > 0) await this.#answer(state, batch, release).finally(() => state.answering.clear());
-        } finally {
-          release();
-        }
-      }
-    } catch (err) {
-      this.options.logger.error({ err, channel: state.id }, "conversation failed unexpectedly");
-    } finally {
-      state.running = false;
-      state.lastActive = Date.now();
-    }
-  }
-
-  async #answer(state: ChannelState, batch: Pending[], generated: () => void): Promise<void> {
-    const { settings, store } = this.options;
-    const { persona } = settings;
-    const started = Date.now();
-    const last = batch.at(-1)!;
-    const log = this.options.logger.child({ msgId: last.message.id, channel: state.id });
-    const window = this.#window(state);
-    const userTurns: Turn[] = batch.map(({ message }) => ({
-      author: speakerName(message.authorName, persona.name),
-      text: message.text,
-      fromFriend: false,
-      at: message.at,
-      messageId: message.id,
-    }));
-    window.push(...userTurns);
-
-    const sink = last.sink;
-    const typing = setInterval(() => void sink.typing().catch(() => {}), TYPING_REFRESH_MS);
-    void sink.typing().catch(() => {});
-    const backend = this.options.backendFor(state.id);
-    let reply: string;
-    let fallback = false;
-    try {
-      const result = await this.#generate(backend, window.turns, state.id, sink);
-      reply = result.text;
-      if (!reply) {
-        log.info({ backend: backend.name }, "reply empty after cleaning; regenerating once");
-        reply = (await this.#generate(backend, window.turns, state.id, null)).text;
-      }
-      if (!reply) {
-        reply = persona.fallbackReply;
-        fallback = true;
-      }
-      const friendTurn: Turn = { author: persona.name, text: reply, fromFriend: true, at: Date.now() };
-      window.push(friendTurn);
-      store.saveExchange(state.id, [...userTurns, friendTurn], userTurns.map((t) => t.messageId!));
-      log.info(
-        {
-          backend: backend.name,
-          latencyMs: Date.now() - started,
-          firstTextMs: result.firstTextMs,
-          coalesced: batch.length,
-          promptTokens: result.stats?.promptTokens,
-          completionTokens: result.stats?.completionTokens,
-          evaluatedPromptTokens: result.stats?.evaluatedPromptTokens,
-          window: window.size,
-        },
-        "answered",
-      );
-      this.#emit({
-        type: "answered",
-        backend: backend.name,
-        latencyMs: Date.now() - started,
-        firstTextMs: result.firstTextMs,
-        completionTokens: result.stats?.completionTokens,
-        generationMs: result.generationMs,
-        fallback,
-      });
-    } catch (err) {
-      const kind: BackendErrorKind = err instanceof BackendError ? err.kind : "unknown";
-      if (kind === "aborted" && this.#closing) {
-        clearInterval(typing);
-        return;
-      }
-      log.warn({ err, backend: backend.name, kind }, "backend failed; answering with the error line");
-      this.#emit({ type: "backend_error", backend: backend.name, kind });
-      // The user turns stay in the window; the error line does not, it is not part of the story.
-      store.saveExchange(state.id, userTurns, userTurns.map((t) => t.messageId!));
-      reply = persona.errorReply;
-    } finally {
-      clearInterval(typing);
-      generated();
-    }
-    try {
-      await sink.finish(reply);
-    } catch (err) {
-      log.warn({ err }, "could not post the reply");
-    }
-  }
-
-  /** Runs one generation through the cleaner, streaming safe text to `sink` when given. */
-  async #generate(
-    backend: Backend,
-    turns: Turn[],
-    channelId: string,
-    sink: ReplySink | null,
-  ): Promise<{ text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number }> {
-    const { persona, generation } = this.options.settings;
-    const names = recentSpeakers(turns);
-    const cleanOptions = { personaName: persona.name, windowNames: names };
-    const started = Date.now();
-    const stream = backend.generate({
-      channelId,
-      persona,
-      turns,
-      stop: stopSequences(persona.name, names, 16),
-      maxTokens: generation.maxTokens,
-      temperature: generation.temperature,
-      topP: generation.topP,
-      signal: this.#abort.signal,
-    });
-    const cleaner = new ReplyCleaner(cleanOptions);
-    let shown = "";
-    let lastUpdate = 0;
-    let firstTextMs: number | undefined;
-    let stats: GenerationStats | undefined;
-    for (;;) {
-      const next = await stream.next();
-      if (next.done) {
-        stats = next.value ?? undefined;
-        break;
-      }
-      firstTextMs ??= Date.now() - started;
-      if (cleaner.push(next.value).done) {
-        // The model has started an invented scene: nothing more it says will be shown.
-        await stream.return(undefined);
-        break;
-      }
-      const now = Date.now();
-      if (sink && generation.stream && now - lastUpdate >= generation.streamEditIntervalMs) {
-        const { text } = cleaner.view();
-        if (text && text !== shown) {
-          shown = text;
-          lastUpdate = now;
-          await sink.update(splitMessage(text)[0]!).catch(() => {});
-        }
-      }
-    }
-    return { text: cleaner.text(), stats, firstTextMs, generationMs: Date.now() - started };
   }
 }

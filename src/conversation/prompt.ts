@@ -1,6 +1,7 @@
-import { systemPromptFor, type Persona } from "../config/settings.ts";
+import { systemPromptFor } from "../config/settings.ts";
+import type { Persona } from "../core/persona.ts";
 import { isSpeakerName, knownSpeakers, labelPattern } from "../reply/speakers.ts";
-import type { Turn } from "./turn.ts";
+import type { Turn } from "../core/turn.ts";
 
 export const MAX_NAME_LENGTH = 32;
 

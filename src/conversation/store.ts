@@ -1,17 +1,43 @@
-import type { BackendName } from "../backends/backend.ts";
-import type { Turn } from "./turn.ts";
+import type { BackendName } from "../core/backend.ts";
+import type { Turn } from "../core/turn.ts";
+
+/** A user's message that Friend accepted and has not yet answered on Discord. */
+export interface AcceptedMessage {
+  channelId: string;
+  /** Who sent it (for flood control after a restart); the sanitised name is in `turn.author`. */
+  authorId: string;
+  /** The user's turn; `turn.messageId` is the Discord message id. */
+  turn: Turn & { messageId: string };
+}
 
 /**
- * Durable conversation state. The conversation writes a whole exchange (the user turns it answers
- * and Friend's reply) in one call *before* the reply is sent, so a crash mid-send loses at most
- * that one reply and never earlier history.
+ * Durable conversation state, written in the order a user would expect:
+ * - a message is `accept`ed (durable, unanswered) before any work on it starts;
+ * - once its reply is *posted*, `complete` moves it into the channel's turns with Friend's reply
+ *   and marks it answered, atomically.
+ *
+ * So a crash or a stop mid-reply leaves the message unanswered, and catch-up answers it at the next
+ * start; a message whose reply reached Discord is never answered twice.
+ *
+ * Every write may throw (a full disk, a locked or read-only file): callers log it and carry on.
  */
 export interface ConversationStore {
   loadWindow(channelId: string): Turn[];
-  /** Appends turns and marks the Discord message ids among them as answered, atomically. */
-  saveExchange(channelId: string, turns: readonly Turn[], answeredIds: readonly string[]): void;
-  clearWindow(channelId: string): void;
-  isAnswered(messageId: string): boolean;
+  /** Records an accepted message; false when it is already accepted or answered (a gateway replay). */
+  accept(message: AcceptedMessage): boolean;
+  /**
+   * A reply to `answered` was posted: they join the channel's turns, followed by `reply` when it is
+   * part of the story (not an error line), and are marked answered. One transaction.
+   */
+  complete(channelId: string, answered: readonly Turn[], reply: Turn | null): void;
+  /** Accepted messages that have no posted reply yet, oldest first, for catch-up after a restart. */
+  unanswered(): AcceptedMessage[];
+  /** Gives up on accepted messages (too old to answer, or their channel was reset): marked answered, never answered. */
+  drop(messageIds: readonly string[]): void;
+  /** Forgets a channel's turns and its unanswered messages (which are dropped). */
+  clearChannel(channelId: string): void;
+  /** True once a message was accepted (answered or not): a gateway replay of it is not new. */
+  isKnown(messageId: string): boolean;
   getBackend(channelId: string): BackendName | undefined;
   setBackend(channelId: string, backend: BackendName): void;
 }

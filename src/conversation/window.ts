@@ -1,70 +1,47 @@
 import type { WindowSettings } from "../config/settings.ts";
-import { countTokens } from "./tokens.ts";
-import type { Turn } from "./turn.ts";
-
-/** Per-turn overhead on top of the text: the speaker label and the message framing. */
-const TURN_OVERHEAD_TOKENS = 4;
-
-export function turnTokens(turn: Turn): number {
-  return countTokens(turn.author) + countTokens(turn.text) + TURN_OVERHEAD_TOKENS;
-}
+import type { Turn } from "../core/turn.ts";
 
 /**
- * One channel's recent conversation, bounded in turns and in tokens. When a bound is crossed the
- * oldest turns go in one chunk, down to `trimToFraction` of the bound, so the prompt's start stays
- * the same for many turns in a row (a local KV cache or a provider's prompt cache stays valid).
+ * One channel's recent conversation, bounded in turns. When the bound is crossed the oldest turns
+ * go in one chunk, down to `trimToFraction` of it, so the prompt's start stays the same for many
+ * turns in a row (a local KV cache or a provider's prompt cache stays valid). Fitting the prompt
+ * into a model's context is each backend's job, with its own tokenizer.
  */
 export class ChannelWindow {
-  #turns: { turn: Turn; tokens: number }[] = [];
+  #turns: Turn[] = [];
   #tokens = 0;
 
   constructor(
-    private readonly limits: Pick<WindowSettings, "maxTurns" | "maxTokens" | "trimToFraction">,
+    private readonly limits: Pick<WindowSettings, "maxTurns" | "trimToFraction">,
     initial: readonly Turn[] = [],
   ) {
-    for (const turn of initial) this.#append(turn);
-    this.#trim();
+    this.push(...initial);
   }
 
-  get turns(): Turn[] {
-    return this.#turns.map((t) => t.turn);
+  get turns(): readonly Turn[] {
+    return this.#turns;
   }
 
+  /** Turns, and their stored cl100k token counts summed (for /status). */
   get size(): { turns: number; tokens: number } {
     return { turns: this.#turns.length, tokens: this.#tokens };
   }
 
   /** Adds turns (oldest first) and trims; returns how many old turns were dropped. */
   push(...turns: Turn[]): number {
-    for (const turn of turns) this.#append(turn);
-    return this.#trim();
+    for (const turn of turns) {
+      this.#turns.push(turn);
+      this.#tokens += turn.tokens ?? 0;
+    }
+    const { maxTurns, trimToFraction } = this.limits;
+    if (this.#turns.length <= maxTurns) return 0;
+    const dropped = this.#turns.splice(0, this.#turns.length - Math.max(1, Math.floor(maxTurns * trimToFraction)));
+    for (const turn of dropped) this.#tokens -= turn.tokens ?? 0;
+    return dropped.length;
   }
 
   clear(): void {
     this.#turns = [];
     this.#tokens = 0;
-  }
-
-  #append(turn: Turn): void {
-    const tokens = turnTokens(turn);
-    this.#turns.push({ turn, tokens });
-    this.#tokens += tokens;
-  }
-
-  #trim(): number {
-    const { maxTurns, maxTokens, trimToFraction } = this.limits;
-    if (this.#turns.length <= maxTurns && this.#tokens <= maxTokens) return 0;
-    const turnTarget = Math.max(1, Math.floor(maxTurns * trimToFraction));
-    const tokenTarget = Math.floor(maxTokens * trimToFraction);
-    let drop = 0;
-    let tokens = this.#tokens;
-    // Always keep the newest turn, even when it alone is over budget: it is what Friend answers.
-    while (drop < this.#turns.length - 1 && (this.#turns.length - drop > turnTarget || tokens > tokenTarget)) {
-      tokens -= this.#turns[drop]!.tokens;
-      drop++;
-    }
-    this.#turns.splice(0, drop);
-    this.#tokens = tokens;
-    return drop;
   }
 }

@@ -1,6 +1,4 @@
-/** The six main characters, the only speakers used for training pairs and LoRA runs. */
-export const MAIN_CHARACTERS = ["Monica", "Rachel", "Phoebe", "Joey", "Chandler", "Ross"] as const;
-export type MainCharacter = (typeof MAIN_CHARACTERS)[number];
+import { MAIN_CHARACTERS, type MainCharacter } from "../core/cast.ts";
 
 /** Lower-cased spellings seen in transcripts, mapped to the canonical name. */
 const MAIN_CHARACTER_ALIASES: ReadonlyMap<string, MainCharacter> = new Map<string, MainCharacter>([

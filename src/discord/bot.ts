@@ -1,4 +1,9 @@
 import { Client, Events, GatewayIntentBits, Options, Partials, type Interaction, type Message } from "discord.js";
+import type { Logger } from "pino";
+import type { Config } from "../config/env.ts";
+import type { Conversation } from "../conversation/conversation.ts";
+import { intake } from "./intake.ts";
+import { DiscordReply } from "./send.ts";
 
 /**
  * Messages discord.js keeps per channel. Friend holds the messages it replies to and edits itself,
@@ -6,11 +11,8 @@ import { Client, Events, GatewayIntentBits, Options, Partials, type Interaction,
  * memory for hours in the soak run (100 channels × 200 messages).
  */
 const CACHED_MESSAGES_PER_CHANNEL = 20;
-import type { Logger } from "pino";
-import type { Config } from "../config/env.ts";
-import type { Conversation } from "../conversation/conversation.ts";
-import { intake } from "./intake.ts";
-import { DiscordReply } from "./send.ts";
+/** How far after a message catch-up looks for a reply Friend had begun before a crash. */
+const CATCH_UP_SCAN = 50;
 
 export interface BotOptions {
   config: Config;
@@ -33,6 +35,8 @@ export class FriendBot {
       // Real Discord sends no CHANNEL_CREATE before a DM; without this partial DMs never arrive.
       partials: [Partials.Channel],
       rest: { api: options.config.discord.apiUrl },
+      // A second line of defence: every message Friend sends also names its mentions explicitly.
+      allowedMentions: { parse: [], repliedUser: false },
       makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: CACHED_MESSAGES_PER_CHANNEL }),
     });
   }
@@ -66,6 +70,22 @@ export class FriendBot {
   async stop(): Promise<void> {
     this.#ready = false;
     await this.client.destroy();
+  }
+
+  /**
+   * Where the answer to a message accepted before a restart goes: a reply to it that edits the one
+   * Friend had begun (so a half-posted reply is completed, never doubled). Null when the channel or
+   * the message is gone.
+   */
+  async sinkFor(channelId: string, messageId: string): Promise<DiscordReply | null> {
+    const channel = await this.client.channels.fetch(channelId).catch(() => null);
+    if (!channel?.isTextBased()) return null;
+    const trigger = await channel.messages.fetch(messageId).catch(() => null);
+    if (!trigger) return null;
+    const later = await channel.messages.fetch({ after: messageId, limit: CATCH_UP_SCAN }).catch(() => null);
+    const botId = this.client.user?.id;
+    const begun = later?.find((m) => m.author.id === botId && m.reference?.messageId === messageId) ?? null;
+    return new DiscordReply(trigger, begun);
   }
 
   #onMessage(message: Message): void {

@@ -13,12 +13,26 @@ export interface IntakeRules {
 
 export type IntakeDecision = { answer: true; message: IncomingMessage } | { answer: false; reason: string };
 
+export type ChannelRules = Omit<IntakeRules, "botUserId">;
+
+/**
+ * Whether Friend works in a channel at all (messages and slash commands alike): DMs when allowed,
+ * never a denied channel, and only allowed ones when there is an allow list.
+ */
+export function channelVerdict(channelId: string, inGuild: boolean, rules: ChannelRules): "answer-all" | "addressed" | "refused" {
+  if (!inGuild) return rules.allowDms ? "addressed" : "refused";
+  if (rules.denyChannels.has(channelId)) return "refused";
+  if (rules.channels.has(channelId)) return "answer-all";
+  if (rules.allowChannels.size > 0 && !rules.allowChannels.has(channelId)) return "refused";
+  return "addressed";
+}
+
 /** Why Friend would answer: a DM, a mention, a reply to Friend, or a channel where it answers everything. */
 export function addressReason(message: Message, rules: IntakeRules): string | null {
-  if (!message.inGuild()) return rules.allowDms ? "dm" : null;
-  if (rules.denyChannels.has(message.channelId)) return null;
-  if (rules.channels.has(message.channelId)) return "channel";
-  if (rules.allowChannels.size > 0 && !rules.allowChannels.has(message.channelId)) return null;
+  const verdict = channelVerdict(message.channelId, message.inGuild(), rules);
+  if (verdict === "refused") return null;
+  if (!message.inGuild()) return "dm";
+  if (verdict === "answer-all") return "channel";
   if (message.mentions.users.has(rules.botUserId)) return "mention";
   if (message.reference?.messageId && message.mentions.repliedUser?.id === rules.botUserId) return "reply";
   return null;

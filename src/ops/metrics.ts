@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { ConversationEvent } from "../conversation/conversation.ts";
+import type { ConversationEvent } from "../conversation/events.ts";
 
 /** Friend's Prometheus metrics, in a registry of its own (so two Friends in one test process never clash). */
 export class FriendMetrics {
@@ -16,11 +16,20 @@ export class FriendMetrics {
     registers: [this.registry],
   });
   readonly #errors = new Counter({ name: "friend_backend_errors_total", help: "Backend failures after retries, by kind", labelNames: ["backend", "kind"], registers: [this.registry] });
-  readonly #queue = new Gauge({ name: "friend_queue_depth", help: "Messages waiting for a reply", registers: [this.registry] });
+  readonly #storeErrors = new Counter({ name: "friend_store_errors_total", help: "Database writes that failed (Friend carried on)", registers: [this.registry] });
   readonly #localTps = new Gauge({ name: "friend_local_tokens_per_second", help: "Generation speed of the last local reply", registers: [this.registry] });
 
-  constructor() {
+  /** `queueDepth` is read at each scrape, never per message. */
+  constructor(queueDepth: () => number) {
     collectDefaultMetrics({ register: this.registry, prefix: "friend_" });
+    new Gauge({
+      name: "friend_queue_depth",
+      help: "Messages waiting for a reply",
+      registers: [this.registry],
+      collect() {
+        this.set(queueDepth());
+      },
+    });
   }
 
   /** Feed for Conversation's onEvent. */
@@ -44,8 +53,8 @@ export class FriendMetrics {
       case "backend_error":
         this.#errors.inc({ backend: event.backend, kind: event.kind });
         break;
-      case "queue_depth":
-        this.#queue.set(event.depth);
+      case "store_error":
+        this.#storeErrors.inc();
         break;
     }
   };

@@ -1,4 +1,4 @@
-import type { MainCharacter } from "../data/speakers.ts";
+import type { MainCharacter } from "../core/cast.ts";
 
 /**
  * The six main characters, in the order their invented lines most often followed the seed models'

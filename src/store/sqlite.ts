@@ -1,9 +1,9 @@
 import Database from "better-sqlite3";
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { dirname } from "node:path";
-import { BACKEND_NAMES, type BackendName } from "../backends/backend.ts";
-import type { ConversationStore } from "../conversation/store.ts";
-import type { Turn } from "../conversation/turn.ts";
+import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
+import type { AcceptedMessage, ConversationStore } from "../conversation/store.ts";
+import type { Turn } from "../core/turn.ts";
 
 /** Each entry moves the schema one version up; never edit one that has shipped, add another. */
 const MIGRATIONS: string[] = [
@@ -27,6 +27,19 @@ const MIGRATIONS: string[] = [
      at INTEGER NOT NULL
    );
    CREATE INDEX answered_by_time ON answered (at);`,
+  // 2: messages are durable from acceptance (catch-up after a crash); token counts are kept per turn.
+  `ALTER TABLE turns ADD COLUMN tokens INTEGER;
+   CREATE TABLE accepted (
+     message_id TEXT PRIMARY KEY,
+     channel_id TEXT NOT NULL,
+     author_id TEXT NOT NULL,
+     author TEXT NOT NULL,
+     text TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     tokens INTEGER
+   );
+   CREATE INDEX accepted_by_channel ON accepted (channel_id, at);
+   CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -39,6 +52,14 @@ export class StoreError extends Error {
   }
 }
 
+/** A write failed (a full disk, a lock held too long, a read-only file); the message says which. */
+export class StoreWriteError extends Error {
+  constructor(what: string, cause: unknown) {
+    super(`Could not ${what} in the database: ${(cause as Error).message}`, { cause });
+    this.name = "StoreWriteError";
+  }
+}
+
 export interface SqliteStoreOptions {
   /** A file path, or ":memory:" for no persistence. */
   path: string;
@@ -48,29 +69,54 @@ export interface SqliteStoreOptions {
   answeredRetentionMs?: number;
   /** Move an unreadable file aside (to `<path>.corrupt-<time>`) and start empty, instead of refusing to start. */
   moveCorruptAside?: boolean;
+  /** How long a write waits for a lock held by another process before it fails (default 5000 ms). */
+  busyTimeoutMs?: number;
+}
+
+type TurnRow = { author: string; text: string; from_friend: number; at: number; message_id: string | null; tokens: number | null };
+type AcceptedRow = { message_id: string; channel_id: string; author_id: string; author: string; text: string; at: number; tokens: number | null };
+
+function turnOf(r: TurnRow): Turn {
+  return {
+    author: r.author,
+    text: r.text,
+    fromFriend: r.from_friend === 1,
+    at: r.at,
+    ...(r.message_id ? { messageId: r.message_id } : {}),
+    ...(r.tokens !== null ? { tokens: r.tokens } : {}),
+  };
 }
 
 /**
  * Friend's durable state in SQLite (WAL mode): each channel's backend choice and conversation
- * window, and the message ids already answered.
+ * window, the messages accepted but not yet answered, and the message ids already answered.
  */
 export class SqliteStore implements ConversationStore {
   readonly #db: Database.Database;
   readonly #maxTurns: number;
   readonly #answeredRetentionMs: number;
   #saves = 0;
+  /** The last write failure, until a write succeeds again; /healthz is 503 meanwhile. */
+  #writeFailure: Error | null = null;
   readonly #q;
 
   constructor(options: SqliteStoreOptions) {
     this.#maxTurns = options.maxTurnsPerChannel ?? 200;
     this.#answeredRetentionMs = options.answeredRetentionMs ?? 7 * 24 * 3600 * 1000;
-    this.#db = openDatabase(options.path, options.moveCorruptAside ?? false);
+    this.#db = openDatabase(options.path, options.moveCorruptAside ?? false, options.busyTimeoutMs ?? 5000);
     const db = this.#db;
     this.#q = {
-      window: db.prepare<[string, number]>("SELECT author, text, from_friend, at, message_id FROM (SELECT * FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id"),
-      addTurn: db.prepare("INSERT INTO turns (channel_id, author, text, from_friend, at, message_id) VALUES (?, ?, ?, ?, ?, ?)"),
+      window: db.prepare<[string, number]>(
+        "SELECT author, text, from_friend, at, message_id, tokens FROM (SELECT * FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+      ),
+      addTurn: db.prepare("INSERT INTO turns (channel_id, author, text, from_friend, at, message_id, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       trimTurns: db.prepare("DELETE FROM turns WHERE channel_id = ? AND id <= (SELECT id FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"),
-      clear: db.prepare("DELETE FROM turns WHERE channel_id = ?"),
+      clearTurns: db.prepare("DELETE FROM turns WHERE channel_id = ?"),
+      accept: db.prepare("INSERT INTO accepted (message_id, channel_id, author_id, author, text, at, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      unaccept: db.prepare("DELETE FROM accepted WHERE message_id = ?"),
+      accepted: db.prepare("SELECT * FROM accepted ORDER BY at, rowid"),
+      acceptedIn: db.prepare<[string]>("SELECT message_id FROM accepted WHERE channel_id = ?"),
+      isAccepted: db.prepare<[string]>("SELECT 1 FROM accepted WHERE message_id = ?"),
       answer: db.prepare("INSERT OR IGNORE INTO answered (message_id, at) VALUES (?, ?)"),
       isAnswered: db.prepare<[string]>("SELECT 1 FROM answered WHERE message_id = ?"),
       forgetAnswered: db.prepare("DELETE FROM answered WHERE at < ?"),
@@ -78,31 +124,73 @@ export class SqliteStore implements ConversationStore {
       setBackend: db.prepare(
         "INSERT INTO channels (channel_id, backend, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET backend = excluded.backend, updated_at = excluded.updated_at",
       ),
+      probe: db.prepare("INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"),
     };
   }
 
   loadWindow(channelId: string): Turn[] {
-    const rows = this.#q.window.all(channelId, this.#maxTurns) as { author: string; text: string; from_friend: number; at: number; message_id: string | null }[];
-    return rows.map((r) => ({ author: r.author, text: r.text, fromFriend: r.from_friend === 1, at: r.at, ...(r.message_id ? { messageId: r.message_id } : {}) }));
+    return (this.#q.window.all(channelId, this.#maxTurns) as TurnRow[]).map(turnOf);
   }
 
-  readonly saveExchange = (channelId: string, turns: readonly Turn[], answeredIds: readonly string[]): void => {
+  accept({ channelId, authorId, turn }: AcceptedMessage): boolean {
+    return this.#write("accept a message", () => {
+      if (this.isKnown(turn.messageId)) return false;
+      this.#q.accept.run(turn.messageId, channelId, authorId, turn.author, turn.text, turn.at, turn.tokens ?? null);
+      return true;
+    });
+  }
+
+  complete(channelId: string, answered: readonly Turn[], reply: Turn | null): void {
     const now = Date.now();
-    this.#db.transaction(() => {
-      for (const t of turns) this.#q.addTurn.run(channelId, t.author, t.text, t.fromFriend ? 1 : 0, t.at, t.messageId ?? null);
-      for (const id of answeredIds) this.#q.answer.run(id, now);
-      this.#q.trimTurns.run(channelId, channelId, this.#maxTurns);
-      // Forgetting old ids is cheap but not free: do it now and then, not on every reply.
-      if (++this.#saves % 500 === 1) this.#q.forgetAnswered.run(now - this.#answeredRetentionMs);
-    })();
-  };
-
-  clearWindow(channelId: string): void {
-    this.#q.clear.run(channelId);
+    this.#write("save a reply", () =>
+      this.#db.transaction(() => {
+        for (const t of reply ? [...answered, reply] : answered) {
+          this.#q.addTurn.run(channelId, t.author, t.text, t.fromFriend ? 1 : 0, t.at, t.messageId ?? null, t.tokens ?? null);
+        }
+        for (const t of answered) {
+          if (!t.messageId) continue;
+          this.#q.unaccept.run(t.messageId);
+          this.#q.answer.run(t.messageId, now);
+        }
+        this.#q.trimTurns.run(channelId, channelId, this.#maxTurns);
+        // Forgetting old ids is cheap but not free: do it now and then, not on every reply.
+        if (++this.#saves % 500 === 1) this.#q.forgetAnswered.run(now - this.#answeredRetentionMs);
+      })(),
+    );
   }
 
-  isAnswered(messageId: string): boolean {
-    return this.#q.isAnswered.get(messageId) !== undefined;
+  unanswered(): AcceptedMessage[] {
+    return (this.#q.accepted.all() as AcceptedRow[]).map((r) => ({
+      channelId: r.channel_id,
+      authorId: r.author_id,
+      turn: { author: r.author, text: r.text, fromFriend: false, at: r.at, messageId: r.message_id, ...(r.tokens !== null ? { tokens: r.tokens } : {}) },
+    }));
+  }
+
+  drop(messageIds: readonly string[]): void {
+    const now = Date.now();
+    this.#write("drop unanswered messages", () =>
+      this.#db.transaction(() => {
+        for (const id of messageIds) {
+          this.#q.unaccept.run(id);
+          this.#q.answer.run(id, now);
+        }
+      })(),
+    );
+  }
+
+  clearChannel(channelId: string): void {
+    const ids = (this.#q.acceptedIn.all(channelId) as { message_id: string }[]).map((r) => r.message_id);
+    this.#write("forget a channel", () =>
+      this.#db.transaction(() => {
+        this.#q.clearTurns.run(channelId);
+        this.drop(ids);
+      })(),
+    );
+  }
+
+  isKnown(messageId: string): boolean {
+    return this.#q.isAnswered.get(messageId) !== undefined || this.#q.isAccepted.get(messageId) !== undefined;
   }
 
   getBackend(channelId: string): BackendName | undefined {
@@ -111,13 +199,18 @@ export class SqliteStore implements ConversationStore {
   }
 
   setBackend(channelId: string, backend: BackendName): void {
-    this.#q.setBackend.run(channelId, backend, Date.now());
+    this.#write("save the channel's backend", () => this.#q.setBackend.run(channelId, backend, Date.now()));
   }
 
-  /** Whether the database answers queries (for /healthz). */
+  /**
+   * Whether the database answers queries and takes writes (for /healthz). After a failed write it
+   * tries a tiny one, so health comes back as soon as the disk or lock does.
+   */
   healthy(): boolean {
     try {
-      return this.#db.open && this.#db.prepare("SELECT 1 AS ok").get() !== undefined;
+      if (!this.#db.open || this.#db.prepare("SELECT 1 AS ok").get() === undefined) return false;
+      if (this.#writeFailure) this.#write("probe", () => this.#q.probe.run(Date.now()));
+      return true;
     } catch {
       return false;
     }
@@ -126,12 +219,25 @@ export class SqliteStore implements ConversationStore {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+
+  /** Runs a write, remembering whether writes work; a failure becomes a StoreWriteError naming what was being written. */
+  #write<T>(what: string, run: () => T): T {
+    try {
+      const result = run();
+      this.#writeFailure = null;
+      return result;
+    } catch (err) {
+      const failure = err instanceof StoreWriteError ? err : new StoreWriteError(what, err);
+      this.#writeFailure = failure;
+      throw failure;
+    }
+  }
 }
 
-function openDatabase(path: string, moveCorruptAside: boolean): Database.Database {
+function openDatabase(path: string, moveCorruptAside: boolean, busyTimeoutMs: number): Database.Database {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   try {
-    return migrate(new Database(path), path);
+    return migrate(new Database(path), path, busyTimeoutMs);
   } catch (err) {
     if (err instanceof StoreError) throw err; // a newer schema is not corruption: never move it
     if (!moveCorruptAside || path === ":memory:" || !existsSync(path)) {
@@ -145,15 +251,15 @@ function openDatabase(path: string, moveCorruptAside: boolean): Database.Databas
     renameSync(path, aside);
     for (const suffix of ["-wal", "-shm"]) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
     console.error(`Moved the unreadable database ${path} to ${aside}; starting with empty state.`);
-    return migrate(new Database(path), path);
+    return migrate(new Database(path), path, busyTimeoutMs);
   }
 }
 
-function migrate(db: Database.Database, path: string): Database.Database {
+function migrate(db: Database.Database, path: string, busyTimeoutMs: number): Database.Database {
   try {
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
-    db.pragma("busy_timeout = 5000");
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     const check = db.pragma("quick_check", { simple: true });
     if (check !== "ok") throw new Error(`integrity check failed: ${String(check)}`);
     const version = db.pragma("user_version", { simple: true }) as number;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadSettings } from "../../src/config/settings.ts";
 import { chatName, neutraliseLabels, renderChat, renderScript, scriptLine, speakerName } from "../../src/conversation/prompt.ts";
-import type { Turn } from "../../src/conversation/turn.ts";
+import type { Turn } from "../../src/core/turn.ts";
 
 const persona = loadSettings().persona;
 const turn = (author: string, text: string, fromFriend = false): Turn => ({ author, text, fromFriend, at: 0 });

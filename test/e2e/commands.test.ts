@@ -3,6 +3,7 @@ import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
 import { eventually, startWorld, useTinyModels, type World } from "./harness.ts";
 
 const MANAGE_CHANNELS = (1n << 4n).toString();
+const MANAGE_MESSAGES = (1n << 13n).toString();
 const NOTHING = "0";
 
 const tiny = useTinyModels();
@@ -119,7 +120,7 @@ describe("/reset and /status", () => {
     expect(field("Local model loaded")).toBe("no");
     expect(field("Version")).toBe("0.1.0");
 
-    const reset = discord.sendInteraction({ channelId: channel, user: alice, name: "reset" });
+    const reset = discord.sendInteraction({ channelId: channel, user: alice, name: "reset", permissions: MANAGE_MESSAGES });
     expect((await interactionReply(discord, reset.token)).content).toMatch(/forgot the last 4 turns/);
     discord.sendMessage({ channelId: channel, author: alice, content: `<@${discord.botUser.id}> three`, mentions: [discord.botUser as never] });
     await eventually(() => openai.requests.length === 3, "the third request");

@@ -106,7 +106,8 @@ describe("conversation memory", () => {
 
 describe("long and hostile input", () => {
   it("handles a 12,000-character message and splits a long reply into ≤2000-character messages", async () => {
-    world = await startWorld();
+    // Long enough for a reply of several messages (the default holds replies to 200 tokens).
+    world = await startWorld({ settings: (c) => void (c.settings.generation.maxTokens = 4096) });
     const { discord, openai } = world;
     const channel = discord.channelIds[0]!;
     const alice = discord.user({ name: "alice" });

@@ -124,6 +124,7 @@ export class FakeDiscord {
   private readonly commands = new Map<string, unknown[]>(); // route path → last registered set
   private readonly commandIds = new Map<string, string>(); // command name → stable id
   private readonly rateLimits: RateLimitRule[] = [];
+  private readonly socketClosures: { matches: (c: { method: string; path: string }) => boolean; left: number }[] = [];
   private readonly waiters = new Set<RestWaiter>();
   private readonly routes: Route[] = [];
   private readonly owner: FakeUser;
@@ -274,6 +275,14 @@ export class FakeDiscord {
     this.rateLimits.push({ matches, left: count, retryAfterSeconds });
   }
 
+  /**
+   * The next `count` matching requests get their socket closed without an answer and are not
+   * carried out: undici's "other side closed", as when a keep-alive socket died under a request.
+   */
+  closeSocketOnNext(matches: (c: { method: string; path: string }) => boolean, count = 1): void {
+    this.socketClosures.push({ matches, left: count });
+  }
+
   async stop(): Promise<void> {
     for (const socket of this.sockets) socket.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
@@ -355,6 +364,15 @@ export class FakeDiscord {
       query: url.searchParams, body: null, files: [], headers: { ...req.headers }, at: Date.now(), status: 0,
     };
     let reply: RestAnswer;
+    const closure = this.socketClosures.find((r) => r.left > 0 && r.matches(call));
+    if (closure) {
+      closure.left--;
+      await readBody(req).catch(() => undefined);
+      call.status = -1;
+      this.rest.push(call);
+      req.socket.destroy();
+      return;
+    }
     try {
       Object.assign(call, await readBody(req));
       reply = this.takeRateLimit(call) ?? this.authorize(call) ?? this.route(call);
@@ -407,6 +425,12 @@ export class FakeDiscord {
         : { status: 400, body: { message: "Invalid Recipient(s)", code: 50033 } };
     });
 
+    on("GET", "/channels/:id", (_, [id]) => {
+      if (this.channelIds.includes(id!)) return ok(this.channelPayload(id!));
+      const dm = [...this.dmChannels.entries()].find(([, channelId]) => channelId === id);
+      const user = dm && this.users.get(dm[0]);
+      return user ? ok({ id, type: ChannelType.DM, last_message_id: null, flags: 0, recipients: [userPayload(user)] }) : notFound("Unknown Channel", 10003);
+    });
     on("GET", "/channels/:id/messages", ({ query }, [id]) => ok(this.history(id!, query)));
     on("POST", "/channels/:id/messages", (call, [id]) => {
       if (!this.channelIds.includes(id!) && ![...this.dmChannels.values()].includes(id!)) return notFound("Unknown Channel", 10003);

@@ -1,9 +1,10 @@
 import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
-import type { GenerateRequest } from "../../src/backends/backend.ts";
+import type { GenerateRequest } from "../../src/core/backend.ts";
 import type { LocalGenerationStats } from "../../src/backends/local.ts";
-import { loadSettings, type Persona } from "../../src/config/settings.ts";
-import type { Turn } from "../../src/conversation/turn.ts";
+import { loadSettings } from "../../src/config/settings.ts";
+import type { Persona } from "../../src/core/persona.ts";
+import type { Turn } from "../../src/core/turn.ts";
 
 export const persona: Persona = loadSettings().persona;
 

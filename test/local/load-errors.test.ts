@@ -6,7 +6,7 @@
 import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackendError } from "../../src/backends/backend.ts";
+import { BackendError } from "../../src/core/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
 import { writeTinyLoraAdapter, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
 import { capturingLogger, collect, request, TEST_THREADS, turn } from "./helpers.ts";

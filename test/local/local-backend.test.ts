@@ -6,7 +6,7 @@
 import { rmSync } from "node:fs";
 import type { LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BackendError } from "../../src/backends/backend.ts";
+import { BackendError } from "../../src/core/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { recentSpeakers, renderScript } from "../../src/conversation/prompt.ts";

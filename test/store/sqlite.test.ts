@@ -3,11 +3,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Turn } from "../../src/conversation/turn.ts";
-import { SCHEMA_VERSION, SqliteStore, StoreError } from "../../src/store/sqlite.ts";
+import type { Turn } from "../../src/core/turn.ts";
+import { SCHEMA_VERSION, SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
 
 const dir = () => mkdtempSync(join(tmpdir(), "friend-store-"));
-const turn = (i: number, fromFriend = false): Turn => ({ author: fromFriend ? "Friend" : "Alice", text: `t${i}`, fromFriend, at: 1000 + i, ...(fromFriend ? {} : { messageId: `${100000000000000000 + i}` }) });
+const turn = (i: number, fromFriend = false): Turn => ({ author: fromFriend ? "Friend" : "Alice", text: `t${i}`, fromFriend, at: 1000 + i, ...(fromFriend ? {} : { messageId: String(100000000000000000n + BigInt(i)) }) });
 
 let open: SqliteStore[] = [];
 const store = (options: ConstructorParameters<typeof SqliteStore>[0]) => {
@@ -30,49 +30,106 @@ describe("SqliteStore", () => {
     db.close();
   });
 
-  it("keeps windows, backend choices and answered ids across reopen", () => {
+  const accepted = (i: number, channelId = "c1") => ({ channelId, authorId: "u1", turn: turn(i) as Turn & { messageId: string } });
+
+  it("keeps windows, token counts, backend choices and answered ids across reopen", () => {
     const path = join(dir(), "friend.db");
     const a = store({ path });
-    a.saveExchange("c1", [turn(1), turn(2, true)], ["100000000000000001"]);
-    a.saveExchange("c2", [turn(3)], []);
+    expect(a.accept(accepted(1))).toBe(true);
+    a.complete("c1", [turn(1)], { ...turn(2, true), tokens: 7 });
+    a.accept(accepted(3, "c2"));
+    a.complete("c2", [turn(3)], null);
     a.setBackend("c1", "local");
     a.close();
     const b = store({ path });
-    expect(b.loadWindow("c1")).toEqual([turn(1), turn(2, true)]);
+    expect(b.loadWindow("c1")).toEqual([turn(1), { ...turn(2, true), tokens: 7 }]);
     expect(b.loadWindow("c2")).toEqual([turn(3)]);
     expect(b.getBackend("c1")).toBe("local");
     expect(b.getBackend("c2")).toBeUndefined();
-    expect(b.isAnswered("100000000000000001")).toBe(true);
-    expect(b.isAnswered("100000000000000003")).toBe(false);
+    expect(b.isKnown("100000000000000001")).toBe(true);
+    expect(b.isKnown("100000000000000004")).toBe(false);
+    expect(b.unanswered()).toEqual([]);
   });
 
-  it("really deletes a channel's rows on clear, leaving other channels", () => {
+  it("keeps accepted messages unanswered until their reply is completed, oldest first, across reopen", () => {
+    const path = join(dir(), "friend.db");
+    const a = store({ path });
+    a.accept(accepted(5));
+    a.accept(accepted(4, "c2"));
+    expect(a.accept(accepted(5))).toBe(false); // a replay is not new
+    a.close();
+    const b = store({ path });
+    expect(b.unanswered()).toEqual([accepted(4, "c2"), accepted(5)]);
+    expect(b.loadWindow("c1")).toEqual([]); // not part of the story until answered
+    b.complete("c1", [turn(5)], null);
+    expect(b.unanswered()).toEqual([accepted(4, "c2")]);
+    b.drop([turn(4).messageId!]);
+    expect(b.unanswered()).toEqual([]);
+    expect(b.accept(accepted(4, "c2"))).toBe(false); // dropped counts as handled
+  });
+
+  it("really deletes a channel's rows on clear, unanswered ones included, leaving other channels", () => {
     const path = join(dir(), "friend.db");
     const s = store({ path });
-    s.saveExchange("c1", [turn(1), turn(2)], []);
-    s.saveExchange("c2", [turn(3)], []);
-    s.clearWindow("c1");
+    s.complete("c1", [turn(1), turn(2)], null);
+    s.complete("c2", [turn(3)], null);
+    s.accept(accepted(4));
+    s.clearChannel("c1");
     expect(s.loadWindow("c1")).toEqual([]);
     expect(s.loadWindow("c2")).toHaveLength(1);
+    expect(s.unanswered()).toEqual([]);
     s.close();
     const raw = new Database(path, { readonly: true });
     expect(raw.prepare("SELECT count(*) AS n FROM turns WHERE channel_id = 'c1'").get()).toEqual({ n: 0 });
+    expect(raw.prepare("SELECT count(*) AS n FROM accepted").get()).toEqual({ n: 0 });
     raw.close();
   });
 
   it("bounds the turns kept per channel (retention)", () => {
     const s = store({ path: ":memory:", maxTurnsPerChannel: 5 });
-    for (let i = 0; i < 20; i++) s.saveExchange("c", [turn(i)], []);
+    for (let i = 0; i < 20; i++) s.complete("c", [turn(i)], null);
     expect(s.loadWindow("c").map((t) => t.text)).toEqual(["t15", "t16", "t17", "t18", "t19"]);
   });
 
   it("forgets answered ids after the retention period", async () => {
     const s = store({ path: ":memory:", answeredRetentionMs: 0 });
-    s.saveExchange("c", [], ["1"]); // the first save sweeps, then every 500th
-    expect(s.isAnswered("1")).toBe(true);
+    s.complete("c", [turn(1)], null); // the first save sweeps, then every 500th
+    expect(s.isKnown(turn(1).messageId!)).toBe(true);
     await new Promise((r) => setTimeout(r, 5));
-    for (let i = 0; i < 500; i++) s.saveExchange("c", [], []);
-    expect(s.isAnswered("1")).toBe(false);
+    for (let i = 0; i < 500; i++) s.complete("c", [], null);
+    expect(s.isKnown(turn(1).messageId!)).toBe(false);
+  });
+
+  it("migrates a version-1 database, keeping its turns (without token counts)", () => {
+    const path = join(dir(), "friend.db");
+    const v1 = new Database(path);
+    v1.exec(`CREATE TABLE channels (channel_id TEXT PRIMARY KEY, backend TEXT NOT NULL, updated_at INTEGER NOT NULL);
+      CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, channel_id TEXT NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL, from_friend INTEGER NOT NULL, at INTEGER NOT NULL, message_id TEXT);
+      CREATE INDEX turns_by_channel ON turns (channel_id, id);
+      CREATE TABLE answered (message_id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+      CREATE INDEX answered_by_time ON answered (at);
+      INSERT INTO turns (channel_id, author, text, from_friend, at, message_id) VALUES ('c', 'Alice', 'old', 0, 5, NULL);`);
+    v1.pragma("user_version = 1");
+    v1.close();
+    const s = store({ path });
+    expect(s.loadWindow("c")).toEqual([{ author: "Alice", text: "old", fromFriend: false, at: 5 }]);
+  });
+
+  it("turns a failed write into a StoreWriteError naming what was written, and reports unhealthy until writes work again", () => {
+    const path = join(dir(), "friend.db");
+    const s = store({ path, busyTimeoutMs: 50 });
+    const other = new Database(path);
+    other.exec("BEGIN EXCLUSIVE"); // another process holding the write lock
+    try {
+      expect(() => s.accept(accepted(1))).toThrowError(StoreWriteError);
+      expect(() => s.complete("c1", [turn(1)], null)).toThrowError(/Could not save a reply in the database: database is locked/);
+      expect(s.healthy()).toBe(false);
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+    }
+    expect(s.healthy()).toBe(true);
+    expect(s.accept(accepted(1))).toBe(true);
   });
 
   it(":memory: keeps nothing between instances", () => {

@@ -1,5 +1,5 @@
 import { open } from "node:fs/promises";
-import { BackendError } from "../backend.ts";
+import { BackendError } from "../../core/backend.ts";
 
 const GGUF_MAGIC = "GGUF";
 

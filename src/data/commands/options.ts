@@ -1,7 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
 import { FINETUNE_MODELS, isFinetuneModel, type FinetuneModel } from "../openai-models.ts";
-import { MAIN_CHARACTERS, mainCharacterNamed, type MainCharacter } from "../speakers.ts";
+import { MAIN_CHARACTERS, type MainCharacter } from "../../core/cast.ts";
+import { mainCharacterNamed } from "../speakers.ts";
 
 type OptionsConfig = NonNullable<ParseArgsConfig["options"]>;
 

@@ -1,4 +1,5 @@
-import { MAIN_CHARACTERS, soleMainSpeaker, type MainCharacter } from "../speakers.ts";
+import { MAIN_CHARACTERS, type MainCharacter } from "../../core/cast.ts";
+import { soleMainSpeaker } from "../speakers.ts";
 import type { Scene } from "../transcript.ts";
 
 /** Line A said by one main character, then line B said straight after by another, in one scene. */

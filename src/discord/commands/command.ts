@@ -2,14 +2,12 @@ import type { ChatInputCommandInteraction, RESTPostAPIChatInputApplicationComman
 import type { Backends } from "../../backends/registry.ts";
 import type { Config } from "../../config/env.ts";
 import type { Conversation } from "../../conversation/conversation.ts";
-import type { ConversationStore } from "../../conversation/store.ts";
 
 /** What a command handler may use. */
 export interface CommandContext {
   config: Config;
   conversation: Conversation;
   backends: Backends;
-  store: ConversationStore;
   startedAt: number;
   version: string;
 }

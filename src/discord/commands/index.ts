@@ -1,5 +1,6 @@
 import { MessageFlags, Routes, type Interaction, type REST } from "discord.js";
 import type { Logger } from "pino";
+import { channelVerdict } from "../intake.ts";
 import type { CommandContext, SlashCommand } from "./command.ts";
 import { modelCommand } from "./model.ts";
 import { resetCommand } from "./reset.ts";
@@ -23,6 +24,13 @@ export function commandHandler(context: CommandContext, logger: Logger): (intera
     const log = logger.child({ command: interaction.commandName, channel: interaction.channelId, interaction: interaction.id });
     if (!command) {
       await interaction.reply({ content: `Unknown command /${interaction.commandName}.`, flags: MessageFlags.Ephemeral });
+      return;
+    }
+    // Commands follow the same channel rules as messages.
+    if (channelVerdict(interaction.channelId, interaction.inGuild(), context.config.discord) === "refused") {
+      const where = interaction.inGuild() ? "in this channel" : "in direct messages";
+      await interaction.reply({ content: `${context.config.settings.persona.name} is switched off ${where}.`, flags: MessageFlags.Ephemeral });
+      log.info("command refused by the channel rules");
       return;
     }
     try {

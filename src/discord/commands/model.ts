@@ -1,5 +1,5 @@
 import { ApplicationIntegrationType, InteractionContextType, MessageFlags, PermissionFlagsBits, SlashCommandBuilder } from "discord.js";
-import { BACKEND_NAMES, type BackendName } from "../../backends/backend.ts";
+import { BACKEND_NAMES, type BackendName } from "../../core/backend.ts";
 import type { SlashCommand } from "./command.ts";
 
 function describeBackend(info: { backend: string; model: string; adapter?: string }): string {
@@ -23,9 +23,9 @@ export const modelCommand: SlashCommand = {
     .setContexts(InteractionContextType.Guild, InteractionContextType.BotDM)
     .toJSON(),
 
-  async execute(interaction, { config, backends, store }) {
+  async execute(interaction, { backends, conversation }) {
     const channelId = interaction.channelId;
-    const current = store.getBackend(channelId) ?? config.defaultBackend;
+    const current = conversation.backendOf(channelId);
     const choice = interaction.options.getString("backend");
     if (choice === null) {
       await interaction.reply({ content: `This channel uses ${describeBackend(backends.get(current).describe())}.`, flags: MessageFlags.Ephemeral });
@@ -47,7 +47,8 @@ export const modelCommand: SlashCommand = {
       await interaction.editReply(`Can't switch to **${choice}**: ${reason} This channel still uses **${current}**.`);
       return;
     }
-    store.setBackend(channelId, choice as BackendName);
+    // A reply in flight finishes on the backend that started it; this applies from the next turn.
+    conversation.setBackend(channelId, choice as BackendName);
     await interaction.editReply(`Switched this channel to ${describeBackend(backends.get(choice as BackendName).describe())}.`);
   },
 };

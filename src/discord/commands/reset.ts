@@ -1,18 +1,27 @@
-import { ApplicationIntegrationType, InteractionContextType, MessageFlags, SlashCommandBuilder } from "discord.js";
+import { ApplicationIntegrationType, InteractionContextType, MessageFlags, PermissionFlagsBits, SlashCommandBuilder } from "discord.js";
 import type { SlashCommand } from "./command.ts";
 
-/** `/reset`: Friend forgets this channel's conversation, in memory, on disk and in the local KV cache. */
+/**
+ * `/reset`: Friend forgets this channel's conversation, in memory, on disk and in the local KV cache.
+ * In a server it needs Manage Messages or Manage Channels; in a DM anyone resets their own.
+ */
 export const resetCommand: SlashCommand = {
   data: new SlashCommandBuilder()
     .setName("reset")
     .setDescription("Make Friend forget this channel's conversation")
+    .setDefaultMemberPermissions(PermissionFlagsBits.ManageMessages)
     .setIntegrationTypes(ApplicationIntegrationType.GuildInstall)
     .setContexts(InteractionContextType.Guild, InteractionContextType.BotDM)
     .toJSON(),
 
   async execute(interaction, { conversation }) {
-    const { turns } = conversation.windowSize(interaction.channelId);
-    conversation.reset(interaction.channelId);
+    // Server admins can grant the command to anyone, so the permission is checked here too.
+    const permissions = interaction.memberPermissions;
+    if (interaction.inGuild() && !permissions?.has(PermissionFlagsBits.ManageMessages) && !permissions?.has(PermissionFlagsBits.ManageChannels)) {
+      await interaction.reply({ content: "You need the Manage Messages or Manage Channels permission to reset Friend's memory here.", flags: MessageFlags.Ephemeral });
+      return;
+    }
+    const turns = conversation.reset(interaction.channelId);
     await interaction.reply({ content: `Okay, fresh start. I forgot the last ${turns} turn${turns === 1 ? "" : "s"} here.`, flags: MessageFlags.Ephemeral });
   },
 };

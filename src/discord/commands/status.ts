@@ -16,8 +16,8 @@ export const statusCommand: SlashCommand = {
     .setContexts(InteractionContextType.Guild, InteractionContextType.BotDM)
     .toJSON(),
 
-  async execute(interaction, { config, conversation, backends, store, startedAt, version }) {
-    const backend = store.getBackend(interaction.channelId) ?? config.defaultBackend;
+  async execute(interaction, { config, conversation, backends, startedAt, version }) {
+    const backend = conversation.backendOf(interaction.channelId);
     const openai = backends.openai.describe();
     const local = backends.created().find((b) => b.name === "local")?.describe();
     const window = conversation.windowSize(interaction.channelId);

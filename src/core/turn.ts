@@ -10,4 +10,6 @@ export interface Turn {
   at: number;
   /** The Discord message id, when there is one. */
   messageId?: string;
+  /** The text's length in cl100k tokens, counted once when the turn is made and stored with it. */
+  tokens?: number;
 }

@@ -1,6 +1,9 @@
-import type { Turn } from "../../conversation/turn.ts";
+import type { Turn } from "../core/turn.ts";
 
-export interface PromptFitInput<T> {
+/** A rendered prompt: anything whose length is its size in tokens (the tokens themselves, or just a count). */
+export type Sized = { readonly length: number };
+
+export interface PromptFitInput<P extends Sized> {
   /** The channel window, oldest first; the last turn is the one being answered. */
   turns: readonly Turn[];
   /** `at` of the oldest turn in the prompt the sequence already holds, if it holds one. */
@@ -9,14 +12,14 @@ export interface PromptFitInput<T> {
   budget: number;
   /** After a trim the prompt uses at most this fraction of the budget, leaving room for many turns. */
   trimToFraction: number;
-  /** Renders and tokenizes a prompt made of these turns. */
-  encode(turns: readonly Turn[]): readonly T[];
+  /** Renders and tokenizes (or just measures) a prompt made of these turns. */
+  encode(turns: readonly Turn[]): P;
 }
 
-export interface PromptFit<T> {
+export interface PromptFit<P extends Sized> {
   /** Index in `turns` of the oldest turn rendered. */
   start: number;
-  tokens: readonly T[];
+  tokens: P;
   /** True when old turns were dropped on this call (the cache is rebuilt once). */
   trimmed: boolean;
 }
@@ -28,7 +31,7 @@ export interface PromptFit<T> {
  * cache again instead of re-evaluating the whole prompt every time one turn is dropped.
  * Returns null when even the newest turn alone does not fit.
  */
-export function fitPrompt<T>(input: PromptFitInput<T>): PromptFit<T> | null {
+export function fitPrompt<P extends Sized>(input: PromptFitInput<P>): PromptFit<P> | null {
   const { turns, budget, encode } = input;
   const last = turns.length - 1;
   let start = 0;

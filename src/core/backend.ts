@@ -1,5 +1,5 @@
-import type { Persona } from "../config/settings.ts";
-import type { Turn } from "../conversation/turn.ts";
+import type { Persona } from "./persona.ts";
+import type { Turn } from "./turn.ts";
 
 export const BACKEND_NAMES = ["openai", "local"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];

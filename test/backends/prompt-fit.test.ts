@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { fitPrompt } from "../../src/backends/local/prompt-fit.ts";
-import type { Turn } from "../../src/conversation/turn.ts";
+import { fitPrompt } from "../../src/backends/prompt-fit.ts";
+import type { Turn } from "../../src/core/turn.ts";
 
 const turns = (n: number): Turn[] => Array.from({ length: n }, (_, i) => ({ author: "A", text: "x", fromFriend: false, at: 100 + i }));
 /** Each turn costs 10 tokens, plus a 5-token preamble. */
