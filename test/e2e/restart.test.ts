@@ -52,46 +52,79 @@ async function setup() {
 }
 
 describe("restarts keep Friend the same friend", () => {
-  it.each(["SIGTERM", "SIGKILL"] as const)("after %s mid-reply: backends, windows and answered ids survive", async (signal) => {
+  const replyTo = (discord: FakeDiscord, channel: string, messageId: string) =>
+    discord.botMessages(channel).filter((m) => m.body.message_reference?.message_id === messageId);
+
+  it("after SIGTERM mid-reply: the reply is posted before Friend exits 0, and everything survives", async () => {
     const { discord, openai, start } = await setup();
     const [localChannel, chat] = discord.channelIds as [string, string];
     const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = { content: (t: string) => `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] };
+    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
 
     const first = await start();
     const switched = discord.sendInteraction({ channelId: localChannel, user: alice, name: "model", options: [{ name: "backend", type: 3, value: "local" }], permissions: MANAGE_CHANNELS });
     await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/${switched.token}/messages/@original`) && /Switched/.test(c.body.content), 20_000);
-    const m1 = discord.sendMessage({ channelId: chat, author: alice, ...mention, content: mention.content("first") });
-    await eventually(() => discord.botMessages(chat)[0]?.content === "re first", "the first answer");
+    const m1 = discord.sendMessage({ channelId: chat, author: alice, ...mention("first") });
+    await eventually(() => replyTo(discord, chat, m1.id)[0]?.content === "re first", "the first answer");
     // The second reply streams slowly; the signal lands in the middle of it.
-    openai.script({ text: "a long and slow answer to the second message", chunkDelayMs: 150 });
-    discord.sendMessage({ channelId: chat, author: alice, ...mention, content: mention.content("second") });
-    await eventually(() => openai.requests.length === 2, "the second request");
-    first.child.kill(signal);
-    expect(await first.exited).toBe(signal === "SIGTERM" ? 0 : "SIGKILL");
+    openai.script({ text: "Well, a long and slow answer to the second message.", chunkDelayMs: 150 });
+    const m2 = discord.sendMessage({ channelId: chat, author: alice, ...mention("second") });
+    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m2.id, 20_000);
+    const shownAtSignal = replyTo(discord, chat, m2.id)[0]!.content;
+    first.child.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+    // The signal landed mid-reply: only part of it was on Discord then.
+    expect(shownAtSignal).not.toBe("Well, a long and slow answer to the second message.");
+    // What the user sees: the whole reply, posted before the exit.
+    expect(replyTo(discord, chat, m2.id).map((m) => m.content)).toEqual(["Well, a long and slow answer to the second message."]);
 
     await start();
     // The gateway replays the first message: it was answered before, so it is not answered again.
-    discord.sendMessage({ channelId: chat, author: alice, ...mention, content: mention.content("first"), id: m1.id });
-    discord.sendMessage({ channelId: chat, author: alice, ...mention, content: mention.content("third") });
-    await eventually(() => discord.botMessages(chat).some((m) => m.content === "re third"), "the answer after the restart", 20_000);
+    discord.sendMessage({ channelId: chat, author: alice, ...mention("first"), id: m1.id });
+    const m3 = discord.sendMessage({ channelId: chat, author: alice, ...mention("third") });
+    await eventually(() => replyTo(discord, chat, m3.id)[0]?.content === "re third", "the answer after the restart", 20_000);
     const prompt = openai.requests.at(-1)!.body.messages.slice(1).map((m) => `${m.role}:${m.content}`);
-    if (signal === "SIGTERM") {
-      // A clean stop lets the reply in flight finish, so it is part of the story.
-      expect(prompt).toEqual(["user:first", "assistant:re first", "user:second", "assistant:a long and slow answer to the second message", "user:third"]);
-    } else {
-      // A kill loses at most the reply in flight, never earlier history.
-      expect(prompt).toEqual(["user:first", "assistant:re first", "user:third"]);
-    }
+    expect(prompt).toEqual(["user:first", "assistant:re first", "user:second", "assistant:Well, a long and slow answer to the second message.", "user:third"]);
     expect(openai.requests.filter((r) => r.body.messages.at(-1)!.content === "first")).toHaveLength(1);
+    expect(replyTo(discord, chat, m1.id)).toHaveLength(1);
 
     // The channel switched to the local model before the restart still uses it.
     const requestsBefore = openai.requests.length;
-    discord.sendMessage({ channelId: localChannel, author: alice, ...mention, content: mention.content("hi local") });
+    discord.sendMessage({ channelId: localChannel, author: alice, ...mention("hi local") });
     await eventually(() => discord.botMessages(localChannel)[0]?.content === "Oh, I don't know.", "the local answer", 20_000);
     expect(openai.requests).toHaveLength(requestsBefore);
   }, 180_000); // two process starts, each compiling the TypeScript sources, on a busy 2-core machine
+
+  it("after SIGKILL mid-reply: the next start answers the message exactly once, completing the reply begun", async () => {
+    const { discord, openai, start } = await setup();
+    const chat = discord.channelIds[1]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
+    openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+
+    const first = await start();
+    const m1 = discord.sendMessage({ channelId: chat, author: alice, ...mention("first") });
+    await eventually(() => replyTo(discord, chat, m1.id)[0]?.content === "re first", "the first answer");
+    openai.script({ text: "Well, a long and slow answer that will never finish.", chunkDelayMs: 300 });
+    const m2 = discord.sendMessage({ channelId: chat, author: alice, ...mention("second") });
+    // Killed once the reply has begun to show: a half-sentence is on Discord.
+    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m2.id, 20_000);
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toBe("SIGKILL");
+    expect(replyTo(discord, chat, m2.id)[0]?.content).not.toBe("Well, a long and slow answer that will never finish.");
+
+    await start();
+    // Catch-up: the same message, answered once, in the reply that was begun (edited, not doubled).
+    await eventually(() => replyTo(discord, chat, m2.id)[0]?.content === "re second", "the caught-up answer", 20_000);
+    expect(replyTo(discord, chat, m2.id)).toHaveLength(1);
+    const m3 = discord.sendMessage({ channelId: chat, author: alice, ...mention("third") });
+    await eventually(() => replyTo(discord, chat, m3.id)[0]?.content === "re third", "the answer after catch-up", 20_000);
+    const prompt = openai.requests.at(-1)!.body.messages.slice(1).map((m) => `${m.role}:${m.content}`);
+    expect(prompt).toEqual(["user:first", "assistant:re first", "user:second", "assistant:re second", "user:third"]);
+    expect(replyTo(discord, chat, m2.id)).toHaveLength(1);
+    expect(replyTo(discord, chat, m1.id)).toHaveLength(1);
+  }, 180_000);
 
   it("refuses a corrupt database file with a clear error", async () => {
     const { env, dbPath, discord } = await setup();
