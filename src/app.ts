@@ -18,6 +18,8 @@ export interface FriendParts {
   moveCorruptDb?: boolean;
   /** Replaces the llama.cpp backend built from config.local (for tests of the routing alone). */
   makeLocal?: LocalBackendFactory;
+  /** Replaces the store opened from config.dbPath (for tests that make its writes fail). */
+  store?: SqliteStore;
   onEvent?: (event: ConversationEvent) => void;
 }
 
@@ -37,7 +39,7 @@ export interface Friend {
 /** Wires config → store → backends → conversation → bot, and logs in. */
 export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
   const startedAt = Date.now();
-  const store = new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
+  const store = parts.store ?? new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
   const backends = new Backends(config, logger, parts.makeLocal ?? (() => new LocalBackend({ ...config.local, logger })));
   const metrics = new FriendMetrics(() => conversation.queueDepth);
   const conversation: Conversation = new Conversation({

@@ -94,7 +94,10 @@ export class FriendBot {
       const botUserId = this.client.user?.id;
       if (!botUserId) return;
       const decision = intake(message, { botUserId, ...options.config.discord });
-      if (!decision.answer) return;
+      if (!decision.answer) {
+        options.logger.debug({ msgId: message.id, channel: message.channelId, reason: decision.reason }, "message ignored");
+        return;
+      }
       const result = options.conversation.submit(decision.message, new DiscordReply(message));
       options.logger.debug({ msgId: message.id, channel: message.channelId, result }, "message received");
     } catch (err) {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { eventually, OPENAI_KEY, startWorld, type World } from "./harness.ts";
+import { eventually, handled, OPENAI_KEY, startWorld, type World } from "./harness.ts";
 
 let world: World | undefined;
 afterEach(async () => {
@@ -44,13 +44,15 @@ describe("addressing and ignoring", () => {
     world.openai.otherwise((req) => ({ text: `heard ${req.body.messages.at(-1)!.content}` }));
     const alice = discord.user({ name: "alice" });
     const robot = discord.user({ name: "robot", bot: true });
-    discord.sendMessage({ channelId: open, author: robot, content: "beep" });
-    discord.sendMessage({ channelId: open, author: discord.botUser as never, content: "my own echo" });
-    discord.sendMessage({ channelId: open, author: alice, content: "   " });
-    discord.sendMessage({ channelId: open, author: alice, content: "alice joined the party", type: 7 }); // a system message
+    const ignored = [
+      discord.sendMessage({ channelId: open, author: robot, content: "beep" }),
+      discord.sendMessage({ channelId: open, author: discord.botUser as never, content: "my own echo" }),
+      discord.sendMessage({ channelId: open, author: alice, content: "   " }),
+      discord.sendMessage({ channelId: open, author: alice, content: "alice joined the party", type: 7 }), // a system message
+    ];
     discord.sendMessage({ channelId: open, author: alice, content: "no mention needed here" });
     await eventually(() => discord.botMessages(open)[0]?.content === "heard no mention needed here", "the answer");
-    await new Promise((r) => setTimeout(r, 300));
+    for (const m of ignored) expect((await handled(world!, m.id)).msg).toBe("message ignored");
     expect(world.openai.requests).toHaveLength(1);
     expect(world.openai.requests[0]!.body.messages.slice(1)).toEqual([{ role: "user", name: "alice", content: "no mention needed here" }]);
     expect(discord.botMessages(open)).toHaveLength(1);
@@ -94,7 +96,8 @@ describe("conversation memory", () => {
     await eventually(() => openai.requests.length === 1, "the first request");
     const burst = Array.from({ length: 8 }, (_, i) => discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world!)} burst ${i}`, mentions: [discord.botUser as never] }));
     await eventually(() => discord.botMessages(channel).length === 2, "two answers");
-    await new Promise((r) => setTimeout(r, 400));
+    // Every message of the burst was taken in (the bound dropped the oldest), and no third request came.
+    for (const m of burst) await handled(world!, m.id);
     expect(openai.requests).toHaveLength(2);
     const second = openai.requests[1]!.body.messages.filter((m) => m.role === "user").map((m) => m.content);
     // Only the newest 3 of the burst survive the bound, folded into one turn after the first exchange.

@@ -83,6 +83,18 @@ export async function eventually<T>(check: () => T | undefined | null | false, w
 }
 
 /**
+ * Waits until Friend has handled a message (answered, queued, refused as a duplicate, or ignored),
+ * by its log line: the event-based way to prove a message was seen and not answered.
+ */
+export function handled(world: World, messageId: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  return eventually(
+    () => world.logs.lines.find((l) => l.msgId === messageId && (l.msg === "message ignored" || l.msg === "message received")),
+    `Friend to handle message ${messageId}`,
+    timeoutMs,
+  );
+}
+
+/**
  * The tiny GGUF models for one test file: written before its tests, removed after them. `env`
  * points Friend's local backend at the script model (no adapter unless `extra` names one).
  */

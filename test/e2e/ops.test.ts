@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeDiscord } from "../fakes/discord.ts";
-import { eventually, startWorld, type World } from "./harness.ts";
+import { eventually, handled, startWorld, type World } from "./harness.ts";
 
 let world: World | undefined;
 afterEach(async () => {
@@ -78,12 +78,14 @@ describe("channel rules", () => {
     world.openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
     const alice = discord.user({ name: "alice" });
     const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
-    discord.sendMessage({ channelId: elsewhere, author: alice, ...mention("not allowed here") });
-    discord.sendMessage({ channelId: denied, author: alice, ...mention("denied beats everything") });
-    discord.sendMessage({ channelId: "", author: alice, content: "a DM", dm: true });
+    const refused = [
+      discord.sendMessage({ channelId: elsewhere, author: alice, ...mention("not allowed here") }),
+      discord.sendMessage({ channelId: denied, author: alice, ...mention("denied beats everything") }),
+      discord.sendMessage({ channelId: "", author: alice, content: "a DM", dm: true }),
+    ];
     discord.sendMessage({ channelId: allowed, author: alice, ...mention("allowed") });
     await eventually(() => discord.botMessages(allowed)[0]?.content === "re allowed", "the allowed answer");
-    await new Promise((r) => setTimeout(r, 300));
+    for (const m of refused) expect(await handled(world!, m.id)).toMatchObject({ msg: "message ignored", reason: "not addressed" });
     expect(world.openai.requests.map((r) => r.body.messages.at(-1)!.content)).toEqual(["allowed"]);
   });
 });
@@ -104,7 +106,9 @@ describe("gateway disruption", () => {
     // Discord may deliver the same event twice around a reconnect.
     discord.sendMessage({ channelId: channel, author: alice, ...mention("during"), id: during.id });
     await eventually(() => discord.botMessages(channel).some((m) => m.content === "re during"), "the replayed message's answer");
-    await new Promise((r) => setTimeout(r, 300));
+    // Gateway events are handled in order: once a later marker is seen, the second delivery was too.
+    const marker = discord.sendMessage({ channelId: channel, author: alice, content: "not for Friend" });
+    await handled(world, marker.id);
     expect(discord.botMessages(channel).filter((m) => m.content === "re during")).toHaveLength(1);
     expect(openai.requests.filter((r) => r.body.messages.at(-1)!.content === "during")).toHaveLength(1);
   });
