@@ -1,6 +1,6 @@
 import dotenv from "dotenv";
 import { startFriend } from "./app.ts";
-import { ConfigError } from "./config/errors.ts";
+import { ConfigError, StartupError } from "./config/errors.ts";
 import { loadConfig } from "./config/env.ts";
 import { createLogger } from "./log.ts";
 import { StoreError } from "./store/sqlite.ts";
@@ -51,8 +51,9 @@ async function main(): Promise<void> {
   try {
     friend = await startFriend(config, logger, { moveCorruptDb: process.argv.includes("--move-corrupt-db") });
   } catch (err) {
-    if (err instanceof StoreError) {
-      console.error(err.message);
+    // What the operator must fix, in one line; a stack trace only for what nobody foresaw.
+    if (err instanceof StoreError || err instanceof StartupError) {
+      console.error(`Friend cannot start: ${err.message}`);
       process.exit(1);
     }
     logger.fatal({ err }, "Friend could not start");

@@ -1,6 +1,7 @@
 import { Client, Events, GatewayIntentBits, Options, Partials, type Interaction, type Message } from "discord.js";
 import type { Logger } from "pino";
 import type { Config } from "../config/env.ts";
+import { errorCode, StartupError } from "../config/errors.ts";
 import type { Conversation } from "../conversation/conversation.ts";
 import { intake } from "./intake.ts";
 import { DiscordReply } from "./send.ts";
@@ -60,7 +61,11 @@ export class FriendBot {
     client.rest.on("rateLimited", (info) => log.warn({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, "Discord rate limit; waiting"));
 
     const ready = new Promise<Client<true>>((resolve) => client.once(Events.ClientReady, resolve));
-    await client.login(options.config.discord.token);
+    try {
+      await client.login(options.config.discord.token);
+    } catch (err) {
+      throw loginError(err, options.config.discord.apiUrl);
+    }
     const readyClient = await ready;
     log.info({ user: readyClient.user.tag, guilds: readyClient.guilds.cache.size }, "connected to Discord");
     await options.onReady?.(readyClient);
@@ -105,4 +110,20 @@ export class FriendBot {
       options.logger.error({ err, msgId: message.id }, "could not handle a message");
     }
   }
+}
+
+/** Turns a failed login into one line naming the variable to fix; anything else is rethrown as it is. */
+function loginError(err: unknown, apiUrl: string): unknown {
+  const code = errorCode(err);
+  const status = (err as { status?: unknown }).status;
+  if (code === "TokenInvalid" || status === 401) {
+    return new StartupError("DISCORD_TOKEN: Discord refused the token. Reset it in the developer portal (Bot → Reset Token) and put the new one in .env.", { cause: err });
+  }
+  if (code === "DisallowedIntents") {
+    return new StartupError("DISCORD_TOKEN: the bot may not use the Message Content intent. Turn on the Message Content Intent under Bot in the developer portal.", { cause: err });
+  }
+  if (code && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|UND_ERR_)/.test(code)) {
+    return new StartupError(`DISCORD_API_URL=${apiUrl}: cannot reach Discord (${code}). Check the address, or unset DISCORD_API_URL to use https://discord.com/api.`, { cause: err });
+  }
+  return err;
 }

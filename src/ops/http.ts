@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
+import { errorCode, StartupError } from "../config/errors.ts";
 import type { FriendMetrics } from "./metrics.ts";
 
 export interface OpsServerOptions {
@@ -34,7 +35,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ url: 
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err) => reject(listenError(err, options)));
     server.listen(options.port, options.host, () => resolve());
   });
   const { address, port } = server.address() as AddressInfo;
@@ -48,4 +49,12 @@ export async function startOpsServer(options: OpsServerOptions): Promise<{ url: 
         server.close(() => resolve());
       }),
   };
+}
+
+/** Names the variable to fix when the endpoint cannot listen. */
+function listenError(err: Error, { host, port }: { host: string; port: number }): StartupError {
+  const code = errorCode(err);
+  if (code === "EADDRINUSE") return new StartupError(`FRIEND_HTTP_PORT=${port}: the port is already in use on ${host}. Choose another port, or stop what uses it.`, { cause: err });
+  if (code === "EACCES") return new StartupError(`FRIEND_HTTP_PORT=${port}: not allowed to listen on this port (ports below 1024 need privileges). Choose a port above 1024.`, { cause: err });
+  return new StartupError(`FRIEND_HTTP_HOST=${host}: cannot listen on this address (${err.message}). Use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0.`, { cause: err });
 }

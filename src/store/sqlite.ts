@@ -234,22 +234,56 @@ export class SqliteStore implements ConversationStore {
   }
 }
 
+/** Why a database could not be opened, from SQLite's or the file system's error code. */
+export type OpenFailure = "corrupt" | "unwritable" | "full" | "locked" | "io";
+
+/** Classifies an error from opening or migrating the database. Only "corrupt" may be moved aside. */
+export function openFailure(err: unknown): OpenFailure {
+  const code = String((err as { code?: unknown }).code ?? "");
+  if (code === "SQLITE_NOTADB" || code.startsWith("SQLITE_CORRUPT") || /integrity check failed/.test((err as Error).message)) return "corrupt";
+  if (code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_CANTOPEN") || ["SQLITE_PERM", "SQLITE_AUTH", "EACCES", "EPERM", "EROFS"].includes(code)) return "unwritable";
+  if (code === "SQLITE_FULL" || code === "ENOSPC" || code === "EDQUOT") return "full";
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) return "locked";
+  return "io";
+}
+
+/** What to tell the operator about a database that cannot be opened, by what is wrong. */
+export function openFailureMessage(path: string, err: unknown): string {
+  const reason = (err as Error).message;
+  const uid = typeof process.getuid === "function" ? ` (Friend runs as uid ${process.getuid()})` : "";
+  switch (openFailure(err)) {
+    case "corrupt":
+      return (
+        `FRIEND_DB_PATH=${path} is not a readable Friend database (${reason}). It was left untouched. ` +
+        "Restore a backup, or start once with --move-corrupt-db to move it aside and begin with empty state."
+      );
+    case "unwritable":
+      return `FRIEND_DB_PATH=${path} cannot be written (${reason}). Check that the file and its folder belong to the user Friend runs as${uid} and are writable, and that the disk is not mounted read-only. The file was left untouched.`;
+    case "full":
+      return `FRIEND_DB_PATH=${path} cannot be written: the disk is full (${reason}). Free some space; the file was left untouched.`;
+    case "locked":
+      return `FRIEND_DB_PATH=${path} is locked by another process (${reason}). Is another Friend running on the same file?`;
+    case "io":
+      return `FRIEND_DB_PATH=${path} cannot be opened (${reason}). The file was left untouched.`;
+  }
+}
+
 function openDatabase(path: string, moveCorruptAside: boolean, busyTimeoutMs: number): Database.Database {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   try {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     return migrate(new Database(path), path, busyTimeoutMs);
   } catch (err) {
     if (err instanceof StoreError) throw err; // a newer schema is not corruption: never move it
-    if (!moveCorruptAside || path === ":memory:" || !existsSync(path)) {
-      throw new StoreError(
-        `FRIEND_DB_PATH=${path} is not a readable Friend database (${(err as Error).message}). It was left untouched. ` +
-          "Restore a backup, or start once with --move-corrupt-db to move it aside and begin with empty state.",
-        { cause: err },
-      );
+    if (!moveCorruptAside || path === ":memory:" || !existsSync(path) || openFailure(err) !== "corrupt") {
+      throw new StoreError(openFailureMessage(path, err), { cause: err });
     }
     const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, "-")}`;
-    renameSync(path, aside);
-    for (const suffix of ["-wal", "-shm"]) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
+    try {
+      renameSync(path, aside);
+      for (const suffix of ["-wal", "-shm"]) if (existsSync(path + suffix)) renameSync(path + suffix, aside + suffix);
+    } catch (moveErr) {
+      throw new StoreError(`FRIEND_DB_PATH=${path} is not a readable Friend database, and it could not be moved aside to ${aside}: ${(moveErr as Error).message}. Move it by hand.`, { cause: moveErr });
+    }
     console.error(`Moved the unreadable database ${path} to ${aside}; starting with empty state.`);
     return migrate(new Database(path), path, busyTimeoutMs);
   }

@@ -1,3 +1,7 @@
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeDiscord } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
@@ -59,4 +63,96 @@ describe("the Friend process", () => {
     expect(friend.output()).toContain('"msg":"bye"');
     expect(friend.output()).not.toContain(discord.token);
   }, 60_000); // a process start compiles the TypeScript sources: slow on a busy 2-core machine
+});
+
+/** One clear line naming what to fix: no JSON log line, no stack trace, no secret. */
+function expectOneLine(out: string, start: string, secrets: string[] = []) {
+  const lines = out.trim().split("\n").filter((l) => !l.startsWith("{"));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(new RegExp(`^Friend cannot start: ${start}`));
+  expect(out).not.toMatch(/\n\s+at /);
+  expect(out).not.toContain('"level":60');
+  for (const secret of secrets) expect(out).not.toContain(secret);
+}
+
+describe("start-up failures after the configuration is valid", () => {
+  it("a port already in use names FRIEND_HTTP_PORT", async () => {
+    const { env } = await fakes();
+    const busy: Server = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    cleanup.push(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+    const port = (busy.address() as { port: number }).port;
+    const friend = track(spawnFriend({ ...env, FRIEND_HTTP_PORT: String(port) }));
+    expect(await friend.exited).toBe(1);
+    expectOneLine(friend.output(), `FRIEND_HTTP_PORT=${port}: the port is already in use`, [env.DISCORD_TOKEN]);
+  }, 60_000);
+
+  it("an address not on this machine names FRIEND_HTTP_HOST", async () => {
+    const { env } = await fakes();
+    const friend = track(spawnFriend({ ...env, FRIEND_HTTP_PORT: "0", FRIEND_HTTP_HOST: "192.0.2.1" })); // TEST-NET-1: never local
+    expect(await friend.exited).toBe(1);
+    expectOneLine(friend.output(), "FRIEND_HTTP_HOST=192.0.2.1: cannot listen on this address", [env.DISCORD_TOKEN]);
+  }, 60_000);
+
+  it("a token Discord refuses names DISCORD_TOKEN, and never prints it", async () => {
+    const { env } = await fakes();
+    const wrong = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.wrong-token-wrong-token-wrong-token-xx";
+    const friend = track(spawnFriend({ ...env, DISCORD_TOKEN: wrong }));
+    expect(await friend.exited).toBe(1);
+    expectOneLine(friend.output(), "DISCORD_TOKEN: Discord refused the token", [wrong]);
+  }, 60_000);
+
+  it("an API address nobody answers names DISCORD_API_URL", async () => {
+    const { env } = await fakes();
+    const closed: Server = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve())); // nothing listens there now
+    const friend = track(spawnFriend({ ...env, DISCORD_API_URL: `http://127.0.0.1:${port}/api` }));
+    expect(await friend.exited).toBe(1);
+    expectOneLine(friend.output(), `DISCORD_API_URL=http://127.0.0.1:${port}/api: cannot reach Discord \\(ECONNREFUSED\\)`, [env.DISCORD_TOKEN]);
+  }, 60_000);
+});
+
+describe("a database Friend cannot write is not called corrupt", () => {
+  // As root, permissions bind nobody: run Friend as an unprivileged user instead.
+  const asOther = process.getuid?.() === 0 ? { uid: 65534 } : {};
+
+  function lockedFolder() {
+    const dir = mkdtempSync(join(tmpdir(), "friend-ro-"));
+    chmodSync(dir, 0o755);
+    const state = join(dir, "state");
+    mkdirSync(state);
+    return { dir, state };
+  }
+
+  it("a good database owned by someone else: says so, and does not offer --move-corrupt-db", async () => {
+    const { env } = await fakes();
+    const { state } = lockedFolder();
+    const path = join(state, "friend.db");
+    const { SqliteStore } = await import("../../src/store/sqlite.ts");
+    new SqliteStore({ path }).close(); // a real, healthy Friend database
+    chmodSync(path, 0o644);
+    chmodSync(state, 0o755);
+    if (!asOther.uid) chmodSync(state, 0o555);
+    const friend = track(spawnFriend({ ...env, FRIEND_DB_PATH: path }, asOther));
+    expect(await friend.exited).toBe(1);
+    expectOneLine(friend.output(), `FRIEND_DB_PATH=${path} cannot be written`);
+    expect(friend.output()).toContain("writable");
+    expect(friend.output()).not.toContain("--move-corrupt-db");
+  }, 60_000);
+
+  it("--move-corrupt-db on a corrupt file it cannot move says why in one line", async () => {
+    const { env } = await fakes();
+    const { state } = lockedFolder();
+    const path = join(state, "friend.db");
+    writeFileSync(path, "not sqlite at all ".repeat(100));
+    chmodSync(path, 0o644);
+    chmodSync(state, asOther.uid ? 0o755 : 0o555);
+    const friend = track(spawnFriend({ ...env, FRIEND_DB_PATH: path }, { ...asOther, args: ["--move-corrupt-db"] }));
+    expect(await friend.exited).toBe(1);
+    const out = friend.output();
+    expect(out).not.toMatch(/\n\s+at /);
+    expect(out).toMatch(/^Friend cannot start: FRIEND_DB_PATH=.* (could not be moved aside|cannot be written)/m);
+  }, 60_000);
 });

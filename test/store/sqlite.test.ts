@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Turn } from "../../src/core/turn.ts";
-import { SCHEMA_VERSION, SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
+import { openFailure, openFailureMessage, SCHEMA_VERSION, SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
 
 const dir = () => mkdtempSync(join(tmpdir(), "friend-store-"));
 const turn = (i: number, fromFriend = false): Turn => ({ author: fromFriend ? "Friend" : "Alice", text: `t${i}`, fromFriend, at: 1000 + i, ...(fromFriend ? {} : { messageId: String(100000000000000000n + BigInt(i)) }) });
@@ -171,5 +171,34 @@ describe("SqliteStore", () => {
     expect(s.healthy()).toBe(true);
     s.close();
     expect(s.healthy()).toBe(false);
+  });
+});
+
+describe("openFailure: what is wrong with a database that cannot be opened", () => {
+  const err = (code: string, message = "boom") => Object.assign(new Error(message), { code });
+  it.each([
+    ["SQLITE_NOTADB", "corrupt"],
+    ["SQLITE_CORRUPT", "corrupt"],
+    ["SQLITE_CORRUPT_INDEX", "corrupt"],
+    ["SQLITE_READONLY", "unwritable"],
+    ["SQLITE_READONLY_DIRECTORY", "unwritable"],
+    ["SQLITE_CANTOPEN", "unwritable"],
+    ["SQLITE_PERM", "unwritable"],
+    ["EACCES", "unwritable"],
+    ["EROFS", "unwritable"],
+    ["SQLITE_FULL", "full"],
+    ["ENOSPC", "full"],
+    ["SQLITE_BUSY", "locked"],
+    ["SQLITE_IOERR_READ", "io"],
+  ])("%s is %s", (code, kind) => {
+    expect(openFailure(err(code))).toBe(kind);
+  });
+
+  it("offers --move-corrupt-db only for a corrupt file", () => {
+    expect(openFailureMessage("db", err("SQLITE_NOTADB"))).toContain("--move-corrupt-db");
+    expect(openFailure(new Error("integrity check failed: row 3 missing"))).toBe("corrupt");
+    for (const code of ["SQLITE_READONLY", "EROFS", "SQLITE_FULL", "SQLITE_BUSY", "SQLITE_IOERR"]) {
+      expect(openFailureMessage("db", err(code))).not.toContain("--move-corrupt-db");
+    }
   });
 });
