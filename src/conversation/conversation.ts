@@ -128,6 +128,11 @@ export class Conversation {
     return turns;
   }
 
+  /** Ends the channel's reply in flight where it stands (see ChannelSession.stopReply). */
+  stopReply(channelId: string): boolean {
+    return this.#sessions.get(channelId)?.stopReply() ?? false;
+  }
+
   backendOf(channelId: string): BackendName {
     return this.#session(channelId).backend;
   }

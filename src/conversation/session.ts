@@ -19,6 +19,8 @@ export interface ReplySink {
   update(text: string): Promise<void>;
   /** Posts the final reply (any length; the sink splits it), replacing what `update` showed. Rejects if it could not be posted. */
   finish(text: string): Promise<void>;
+  /** Optional: each chunk of the model's raw output, before cleaning (the terminal's --raw view). */
+  raw?(chunk: string): void;
 }
 
 /** A user's turn waiting for Friend, with where its reply goes. */
@@ -66,6 +68,8 @@ export class ChannelSession {
   #epoch = 0;
   #backend: BackendName | undefined;
   #running: Promise<void> | null = null;
+  /** Stops the generation in flight at the user's request (Ctrl-C in the terminal). */
+  #userStop: AbortController | null = null;
   lastActive = Date.now();
 
   constructor(
@@ -139,6 +143,16 @@ export class ChannelSession {
     } catch (err) {
       this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
     }
+  }
+
+  /**
+   * Ends the reply in flight now, as if the model had stopped there: what was shown so far is the
+   * reply. Returns false when no reply is being generated.
+   */
+  stopReply(): boolean {
+    if (!this.#userStop || this.#userStop.signal.aborted) return false;
+    this.#userStop.abort();
+    return true;
   }
 
   windowSize(): { turns: number; tokens: number } {
@@ -286,10 +300,12 @@ export class ChannelSession {
         () => deadline.abort(new BackendError("timeout", `no complete answer within ${settings.generation.timeoutMs} ms`)),
         settings.generation.timeoutMs,
       );
+      const userStop = (this.#userStop = new AbortController());
       try {
-        return await this.#generate(backend, turns, sink, AbortSignal.any([shutdown, deadline.signal]), onShown);
+        return await this.#generate(backend, turns, sink, AbortSignal.any([shutdown, deadline.signal]), userStop.signal, onShown);
       } finally {
         clearTimeout(timer);
+        this.#userStop = null;
       }
     } catch (err) {
       if (err instanceof BackendError) throw err;
@@ -304,7 +320,15 @@ export class ChannelSession {
    * lives here, once for every backend: when it has cut, the generation is ended. A generation that
    * the signal stopped is an error, never a reply, whatever the backend did with the signal.
    */
-  async #generate(backend: Backend, turns: readonly Turn[], sink: ReplySink | null, signal: AbortSignal, onShown: () => void): Promise<Generated> {
+  async #generate(
+    backend: Backend,
+    turns: readonly Turn[],
+    sink: ReplySink | null,
+    failOn: AbortSignal,
+    stopOn: AbortSignal,
+    onShown: () => void,
+  ): Promise<Generated> {
+    const signal = AbortSignal.any([failOn, stopOn]);
     const { persona, generation } = this.ctx.settings;
     const names = recentSpeakers(turns);
     const started = Date.now();
@@ -333,6 +357,7 @@ export class ChannelSession {
           break;
         }
         firstTextMs ??= Date.now() - started;
+        sink?.raw?.(next.value);
         // The model has started an invented scene: nothing more it says will be shown.
         if (cleaner.push(next.value).done) break;
         const now = Date.now();
@@ -347,15 +372,20 @@ export class ChannelSession {
           }
         }
       }
+    } catch (err) {
+      // A stop the user asked for ends the reply where it stands; anything else is a failure.
+      if (!stopOn.aborted || failOn.aborted) throw err;
     } finally {
       // Ends the generation (the local backend frees its sequence). A backend stuck inside a step is not waited for.
       if (!ended) void stream.return(undefined).catch(() => {});
     }
-    if (signal.aborted) {
-      const reason: unknown = signal.reason;
+    if (failOn.aborted) {
+      const reason: unknown = failOn.reason;
       throw reason instanceof BackendError ? reason : new BackendError("aborted", "The generation was stopped.", { cause: reason });
     }
-    return { text: cleaner.text(), stats, firstTextMs, generationMs: Date.now() - started };
+    // After a user's stop, only what was already shown stands: the unfinished line was never seen.
+    const text = stopOn.aborted ? cleaner.view().text : cleaner.text();
+    return { text, stats, firstTextMs, generationMs: Date.now() - started };
   }
 }
 
