@@ -44,7 +44,7 @@ const MAX_KEY_BYTES = 65_536;
 /** The smallest possible key-value pair (u64 key length, a 1-byte key, u32 type, a 1-byte value) and tensor info (u64 name length, u32 dims, u32 type, u64 offset). */
 const MIN_KEY_VALUE_BYTES = 8 + 1 + 4 + 1;
 const MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8;
-/** The first read; doubled until the metadata fits (most files need one or two reads). */
+/** The first read; grown fourfold until the metadata fits (most files need one read). */
 const FIRST_READ_BYTES = 1024 * 1024;
 
 /** GGUF value types (gguf.h) and their sizes; strings and arrays have none. */
@@ -118,9 +118,9 @@ class DamagedGguf extends Error {}
 /** The walk ran past the bytes read so far; read more and start again. */
 class NeedMoreBytes extends Error {}
 
-/** Reads as much of the file as its metadata needs (doubling), then walks the layout. */
+/** Reads as much of the file as its metadata needs, then walks the layout. */
 async function readGgufLayout(file: FileHandle, fileSize: number): Promise<GgufSummary> {
-  for (let length = Math.min(fileSize, FIRST_READ_BYTES); ; length = Math.min(fileSize, length * 2, MAX_METADATA_BYTES)) {
+  for (let length = Math.min(fileSize, FIRST_READ_BYTES); ; length = Math.min(fileSize, length * 4, MAX_METADATA_BYTES)) {
     const bytes = Buffer.alloc(length);
     const { bytesRead } = await file.read(bytes, 0, length, 0);
     if (bytesRead < length) throw new DamagedGguf(`it is shorter than its size says (${bytesRead} of ${fileSize} bytes readable; still being written?)`);
@@ -155,6 +155,16 @@ export function walkGgufLayout(bytes: Buffer, fileSize: number): GgufSummary {
       throw new DamagedGguf(`${what} is ${n}, which needs ${unit === 1 ? "" : "at least "}${n * BigInt(unit)} bytes, but only ${fileSize - pos} remain`);
     }
     return Number(n);
+  };
+  /** The hot loop of a tokenizer's token list (tens of thousands of strings): no strings built, no bigints. */
+  const skipStrings = (items: number, array: string): void => {
+    const item = `an item of ${array}`;
+    for (let j = 0; j < items; j++) {
+      const at = take(8, item);
+      const length = bytes.readUInt32LE(at) + bytes.readUInt32LE(at + 4) * 2 ** 32;
+      if (length > fileSize - pos) throw new DamagedGguf(`item ${j} of ${array} is ${length} bytes long, but only ${fileSize - pos} remain`);
+      take(length, item);
+    }
   };
   const text = (what: string, maxBytes: number): string => {
     const n = count(`the length of ${what}`, 1);
@@ -198,7 +208,7 @@ export function walkGgufLayout(bytes: Buffer, fileSize: number): GgufSummary {
       const itemType = u32(`the item type of "${key}"`);
       if (itemType >= VALUE_TYPES.length || itemType === ARRAY) throw new DamagedGguf(`metadata key "${key}" is an array of unknown type ${itemType}`);
       const items = count(`the length of "${key}"`, VALUE_SIZE[VALUE_TYPES[itemType]!]);
-      if (itemType === STRING) for (let j = 0; j < items; j++) take(count(`the length of "${key}"[${j}]`, 1), `"${key}"[${j}]`);
+      if (itemType === STRING) skipStrings(items, `"${key}"`);
       else take(items * VALUE_SIZE[VALUE_TYPES[itemType]!], `the value of "${key}"`);
     } else if (valueType === STRING) {
       const value = count(`the length of "${key}"`, 1);
