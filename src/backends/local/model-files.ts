@@ -257,7 +257,7 @@ export function walkGgufLayout(bytes: Buffer, fileSize: number): GgufSummary {
     dataBytes = padTo(dataEnd, BigInt(alignment));
   }
   const metadataBytes = pos;
-  if (architecture === undefined) throw new DamagedGguf("it has no general.architecture key, so llama.cpp cannot tell what model it is");
+  if (architecture === undefined) throw new DamagedGguf("it has no general.architecture string, so llama.cpp cannot tell what model it is");
 
   // The tensor data, aligned after the infos; the last tensor needs no padding after it.
   const dataStart = tensorCount > 0n ? padTo(BigInt(pos), BigInt(alignment)) : BigInt(pos);
@@ -275,16 +275,21 @@ function padTo(n: bigint, alignment: bigint): bigint {
  * llama.cpp's own words for why a load failed, from the error lines it logged meanwhile
  * (node-llama-cpp only says `Failed to initialize LoRA adapter`). The function-name prefix and
  * the generic lead-in are dropped: "llama_adapter_lora_init: failed to apply lora adapter:
- * tensor 'x' has incorrect shape" becomes "tensor 'x' has incorrect shape".
+ * tensor 'x' has incorrect shape" becomes "tensor 'x' has incorrect shape". A generic closing
+ * line ("llama_model_load_from_file_impl: failed to load model") gives way to the line before it
+ * that says why.
  */
 export function llamaFailureReason(errorLines: readonly string[]): string | undefined {
-  const line = errorLines.findLast((l) => l.trim() !== "");
-  if (!line) return undefined;
-  return line
-    .trim()
-    .replace(/^[a-z_0-9]+: /i, "")
-    .replace(/^(?:failed to apply lora adapter|error loading model|failed to load model): /i, "")
-    .trim();
+  const reasons = errorLines
+    .map((line) =>
+      line
+        .trim()
+        .replace(/^[a-z_0-9]+: /i, "")
+        .replace(/^(?:failed to apply lora adapter|error loading model|failed to load model): /i, "")
+        .trim(),
+    )
+    .filter((line) => line !== "");
+  return reasons.findLast((line) => !/^failed to load model\b/i.test(line)) ?? reasons.at(-1);
 }
 
 /**
