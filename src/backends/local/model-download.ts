@@ -40,6 +40,7 @@ export async function fetchModelFile(source: ModelSource, options: FetchModelFil
   const stalled = new AbortController();
   const watchdog = setTimeout(() => stalled.abort(), options.stallMs);
   const signal = AbortSignal.any([options.signal, stalled.signal]);
+  let transferring = false;
   try {
     const download = resolveModelFile(source.kind === "url" ? source.url : source.uri, {
       directory: options.directory,
@@ -52,12 +53,17 @@ export async function fetchModelFile(source: ModelSource, options: FetchModelFil
       ...(options.huggingFaceEndpoint ? { endpoints: { huggingFace: options.huggingFaceEndpoint } } : {}),
       ...(options.huggingFaceToken ? { tokens: { huggingFace: options.huggingFaceToken } } : {}),
       onProgress: ({ totalSize, downloadedSize }) => {
+        transferring = true;
         watchdog.refresh();
         options.onProgress({ downloadedBytes: downloadedSize, totalBytes: totalSize });
       },
     });
     // node-llama-cpp only hands the signal to the transfer; its first request retries for minutes.
-    return await untilAborted(download, signal);
+    return await untilAborted(download, signal).catch(async (err: unknown) => {
+      // Let a stopped transfer save its progress, so that the next attempt resumes from it.
+      if (signal.aborted && transferring) await settledWithin(download, CANCEL_GRACE_MS);
+      throw err;
+    });
   } catch (err) {
     const what = `the local ${options.role} ${describeModelSource(source)}`;
     if (options.signal.aborted) throw new BackendError("aborted", `Stopped downloading ${what}: ${(options.signal.reason as Error)?.message ?? "aborted"}`);
@@ -80,6 +86,20 @@ function downloadFailureReason(err: unknown, source: ModelSource): string {
   }
   const text = withoutUrlSecrets(typeof message === "string" ? message : String(err));
   return /\b(?:401|403)\b/.test(text) ? text + gated : text;
+}
+
+/** How long a stopped download may take to wind down (close its file, save its progress). */
+const CANCEL_GRACE_MS = 5000;
+
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** Settles like `promise`, or rejects as soon as `signal` aborts (the promise itself goes on, and is observed). */
