@@ -75,15 +75,10 @@ export function describeModelSetting(value: string): string {
   }
 }
 
-/** Strips query strings and credentials from every URL in a text (error messages quote URLs). */
+/** Strips query strings, fragments and credentials from every URL in a text (error messages quote URLs). */
 export function withoutUrlSecrets(text: string): string {
-  return text.replace(/\bhttps?:\/\/[^\s"'<>]+/gi, (match) => {
-    try {
-      return displayUrl(new URL(match));
-    } catch {
-      return "(a URL)";
-    }
-  });
+  // scheme, [credentials@], host and path, [?query or #fragment], trailing punctuation that belongs to the sentence.
+  return text.replace(/\b(https?:\/\/)(?:[^\s/?#@]*@)?([^\s?#]*)(?:[?#]\S*?)?([,.;:)\]]*)(?=\s|$)/gi, "$1$2$3");
 }
 
 function displayUrl(url: URL): string {
