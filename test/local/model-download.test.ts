@@ -6,9 +6,12 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BackendError } from "../../src/backends/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
+import { DownloadReport, formatBytes } from "../../src/backends/local/model-download.ts";
+import { parseModelSource } from "../../src/backends/local/model-source.ts";
 import { FakeModelServer } from "../fakes/model-server.ts";
 import { writeTinyModelSet, writeTinyScriptModel, type TinyModelSet } from "../gguf/tiny-models.ts";
 import { capturingLogger, collect, persona, request, TEST_THREADS, turn } from "./helpers.ts";
@@ -213,6 +216,46 @@ describe("download failures", () => {
     const url = `${server.url}/files/short.gguf`;
     const b = backend({ modelPath: url });
     await expect(b.prepare()).rejects.toThrow(`It was downloaded from ${url}; delete ${join(dirs.modelsDir, "short.gguf")} and Friend downloads it again.`);
+  });
+});
+
+describe("progress reports", () => {
+  const source = parseModelSource("hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M");
+  const total = 4_081_004_224;
+  const at = (percent: number) => ({ downloadedBytes: Math.round((total * percent) / 100), totalBytes: total });
+
+  it("logs a line every 5 percent when there is no terminal, and says where it is for /status", () => {
+    const { logger, lines } = capturingLogger();
+    const report = new DownloadReport(source, logger, undefined);
+    expect(report.text).toBe("downloading hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M");
+    for (let percent = 0; percent <= 100; percent += 0.5) report.update(at(percent));
+    expect(lines.filter((l) => l.msg === "downloading").map((l) => l.percent)).toEqual(Array.from({ length: 21 }, (_, i) => i * 5));
+    report.update(at(37.2));
+    expect(report.text).toBe("downloading 37% of hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M (1.5 GB of 4.1 GB)");
+  });
+
+  it("draws a bar on a terminal instead of logging, redrawn only when the percentage changes, ended by a newline", () => {
+    const { logger, lines } = capturingLogger();
+    let drawn = "";
+    const terminal = new Writable({ write: (chunk: Buffer, _e, done) => ((drawn += chunk.toString()), done()) });
+    const report = new DownloadReport(source, logger, terminal);
+    for (let percent = 0; percent <= 100; percent += 0.25) report.update(at(percent));
+    report.finish("models/x.gguf");
+    const frames = drawn.split("\r").filter(Boolean);
+    expect(frames).toHaveLength(101);
+    expect(frames[50]).toBe(`[${"#".repeat(15)}${" ".repeat(15)}] downloading 50% of hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M (2.0 GB of 4.1 GB)`);
+    expect(drawn.endsWith("\n")).toBe(true);
+    expect(lines.map((l) => l.msg)).toEqual(["downloaded"]);
+  });
+
+  it.each([
+    [0, "0 B"],
+    [999, "999 B"],
+    [280_352, "280.4 KB"],
+    [6_780_384, "6.8 MB"],
+    [4_081_004_224, "4.1 GB"],
+  ])("formatBytes(%d) is %s", (bytes, text) => {
+    expect(formatBytes(bytes)).toBe(text);
   });
 });
 

@@ -135,9 +135,9 @@ async function readGgufLayout(file: FileHandle, fileSize: number): Promise<GgufS
 
 /**
  * Walks a GGUF layout from its first bytes (`bytes`, a prefix of a file of `fileSize` bytes), as
- * llama.cpp's gguf.cpp would, and returns what it found. Exported for the tests.
+ * llama.cpp's gguf.cpp would, and returns what it found.
  */
-export function walkGgufLayout(bytes: Buffer, fileSize: number): GgufSummary {
+function walkGgufLayout(bytes: Buffer, fileSize: number): GgufSummary {
   let pos = 0;
   const take = (n: number, what: string): number => {
     const at = pos;
