@@ -214,7 +214,8 @@ export class LocalBackend implements Backend {
         this.progress = undefined;
         this.unsubscribeLog?.();
         this.unsubscribeLog = undefined;
-        this.log.error({ err }, "local model failed to load");
+        if (err instanceof BackendError && err.kind === "aborted") this.log.info({ reason: err.message }, "local model load stopped");
+        else this.log.error({ err }, "local model failed to load");
         throw err;
       },
     );
