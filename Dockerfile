@@ -33,7 +33,8 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
 COPY bin ./bin
-RUN mkdir -p models adapters data && chown node:node data
+# models/ and adapters/ are where downloads land, so the node user must own them too.
+RUN mkdir -p models adapters data && chown node:node models adapters data
 USER node
 VOLUME ["/app/models", "/app/adapters", "/app/data"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \

@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger({ level: config.logLevel, secrets: [config.discord.token, config.openai.apiKey ?? ""] });
+  const logger = createLogger({ level: config.logLevel, secrets: [config.discord.token, config.openai.apiKey ?? "", config.local.huggingFaceToken ?? ""] });
   logger.info({ backend: config.defaultBackend, channels: config.discord.channels.size }, "Friend is starting");
   let friend: Awaited<ReturnType<typeof startFriend>> | undefined;
   let exiting = false;

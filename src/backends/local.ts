@@ -9,7 +9,6 @@
  * - Several channels generating at once are batched by node-llama-cpp through the shared context.
  */
 import { availableParallelism } from "node:os";
-import { basename } from "node:path";
 import {
   InsufficientMemoryError,
   LlamaCompletion,
@@ -17,6 +16,7 @@ import {
   LlamaLogLevelGreaterThanOrEqual,
   LlamaVocabularyType,
   type LlamaCompletionResponse,
+  type Llama,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
@@ -28,14 +28,21 @@ import { ReplyCleaner } from "../reply/clean.ts";
 import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "../core/backend.ts";
 import { ChannelSlots, type Lease } from "./local/channel-slots.ts";
 import { ChunkQueue } from "./local/chunk-queue.ts";
-import { checkGgufFile, llamaFailureReason } from "./local/model-files.ts";
+import { withDeadline } from "./local/deadline.ts";
+import { LOCAL_DEFAULTS } from "../config/local-defaults.ts";
+import { DownloadReport, fetchModelFile } from "./local/model-download.ts";
+import { checkGgufFile, describeLoadError, llamaFailureReason, type ModelFileRole } from "./local/model-files.ts";
+import { describeModelSource, modelSourceName, parseModelSource, type ModelSource } from "../core/model-source.ts";
 import { fitPrompt } from "./prompt-fit.ts";
 import { llamaRuntime, onLlamaLog } from "./local/runtime.ts";
 
 export interface LocalBackendOptions {
-  /** Base model GGUF (LLAMA_MODEL_PATH; its default lives in the config). */
+  /**
+   * Base model (LLAMA_MODEL_PATH): a GGUF file path, a Hugging Face URI (`hf:user/repo:Q4_K_M`,
+   * `hf:user/repo/file.gguf`) or an http(s) URL. A URI's file is downloaded into `modelsDir` once.
+   */
   modelPath: string;
-  /** LoRA adapter GGUF (LLAMA_LORA_PATH). Undefined or empty: the base model only. */
+  /** LoRA adapter (LLAMA_LORA_PATH), in the same forms, downloaded into `adaptersDir`. Undefined or empty: the base model only. */
   loraPath?: string;
   /** Adapter scale (LLAMA_LORA_SCALE); 0 is the base model. Default 1. */
   loraScale?: number;
@@ -47,16 +54,23 @@ export interface LocalBackendOptions {
   contextSize?: number;
   /** Channels served concurrently by the one context (LLAMA_SEQUENCES). Default 4. */
   sequences?: number;
+  /** Longest llama.cpp may take to load the model and adapter and create the context (LLAMA_LOAD_TIMEOUT_S); downloads do not count. Default 300 s. */
+  loadTimeoutMs?: number;
+  /** Where downloaded models go and are looked for. Default "models". */
+  modelsDir?: string;
+  /** Where downloaded adapters go and are looked for. Default "adapters". */
+  adaptersDir?: string;
+  /** Replaces https://huggingface.co/ for hf: URIs: a mirror, or a loopback fake in tests. */
+  huggingFaceEndpoint?: string;
+  /** Token for gated Hugging Face repositories (HF_TOKEN). Never logged. */
+  huggingFaceToken?: string;
+  /** A download that receives nothing for this long fails. Default 60 s. */
+  downloadStallMs?: number;
+  /** Where to draw a download progress bar. Default: stderr when it is a terminal; otherwise progress is logged every few percent. */
+  progressBar?: NodeJS.WritableStream | false;
   /** Where load progress, llama.cpp warnings and per-generation counters go. Default: silent. */
   logger?: Logger;
 }
-
-export const LOCAL_DEFAULTS = {
-  loraScale: 1,
-  gpuLayers: "auto",
-  contextSize: 4096,
-  sequences: 4,
-} as const;
 
 /** Why a local generation ended. `speaker`: the reply cleaner saw a new speaker the stop list missed. */
 export type LocalStopReason = "eos" | "stop" | "speaker" | "maxTokens";
@@ -78,6 +92,9 @@ const TRIM_TO_FRACTION = 0.5;
 const PREFILL_CHUNK = 256;
 
 interface Loaded {
+  /** The files in use, after any download. */
+  modelFile: string;
+  adapterFile: string | undefined;
   model: LlamaModel;
   context: LlamaContext;
   slots: ChannelSlots<LlamaContextSequence>;
@@ -88,33 +105,47 @@ interface Loaded {
 export class LocalBackend implements Backend {
   readonly name = "local" as const;
 
-  private readonly modelPath: string;
-  private readonly loraPath: string | undefined;
+  private readonly modelSource: ModelSource;
+  private readonly loraSource: ModelSource | undefined;
   private readonly loraScale: number;
   private readonly threads: number;
   private readonly gpuLayers: "auto" | number;
   private readonly contextSize: number;
   private readonly sequences: number;
+  private readonly loadTimeoutMs: number;
+  private readonly files: Pick<LocalBackendOptions, "modelsDir" | "adaptersDir" | "huggingFaceEndpoint" | "huggingFaceToken" | "downloadStallMs">;
+  private readonly progressBar: NodeJS.WritableStream | undefined;
   private readonly log: Logger;
 
   private loading: Promise<Loaded> | undefined;
   private loaded: Loaded | undefined;
+  /** What the load in progress is doing, for describe(). */
+  private progress: BackendInfo["progress"];
   private unsubscribeLog: (() => void) | undefined;
   /** llama.cpp error lines since the current load step began, for the real failure reason. */
   private readonly llamaErrors: string[] = [];
-  /** Aborted by close(): ends every generation in flight. */
+  /** Aborted by close(): ends every download, load and generation in flight. */
   private closing = new AbortController();
   /** Settle when a generation stops touching its sequence; close() waits for them before disposing. */
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: LocalBackendOptions) {
-    this.modelPath = options.modelPath;
-    this.loraPath = options.loraPath || undefined;
+    this.modelSource = parseModelSource(options.modelPath);
+    this.loraSource = options.loraPath ? parseModelSource(options.loraPath) : undefined;
     this.loraScale = options.loraScale ?? LOCAL_DEFAULTS.loraScale;
     this.threads = options.threads ?? availableParallelism();
     this.gpuLayers = options.gpuLayers ?? LOCAL_DEFAULTS.gpuLayers;
     this.contextSize = options.contextSize ?? LOCAL_DEFAULTS.contextSize;
     this.sequences = options.sequences ?? LOCAL_DEFAULTS.sequences;
+    this.loadTimeoutMs = options.loadTimeoutMs ?? LOCAL_DEFAULTS.loadTimeoutS * 1000;
+    this.files = {
+      modelsDir: options.modelsDir ?? LOCAL_DEFAULTS.modelsDir,
+      adaptersDir: options.adaptersDir ?? LOCAL_DEFAULTS.adaptersDir,
+      huggingFaceEndpoint: options.huggingFaceEndpoint,
+      huggingFaceToken: options.huggingFaceToken,
+      downloadStallMs: options.downloadStallMs ?? LOCAL_DEFAULTS.downloadStallMs,
+    };
+    this.progressBar = options.progressBar === false ? undefined : (options.progressBar ?? (process.stderr.isTTY ? process.stderr : undefined));
     this.log = (options.logger ?? pino({ enabled: false })).child({ backend: "local" });
     if (!Number.isFinite(this.loraScale)) throw new RangeError(`loraScale must be a number, got ${this.loraScale}`);
     if (!Number.isInteger(this.threads) || this.threads < 1) throw new RangeError(`threads must be a positive integer, got ${this.threads}`);
@@ -123,21 +154,24 @@ export class LocalBackend implements Backend {
     }
     if (!Number.isInteger(this.contextSize) || this.contextSize < 64) throw new RangeError(`contextSize must be an integer ≥ 64, got ${this.contextSize}`);
     if (!Number.isInteger(this.sequences) || this.sequences < 1) throw new RangeError(`sequences must be a positive integer, got ${this.sequences}`);
+    if (!(this.loadTimeoutMs > 0)) throw new RangeError(`loadTimeoutMs must be positive, got ${this.loadTimeoutMs}`);
   }
 
   describe(): BackendInfo {
     return {
       backend: "local",
-      model: basename(this.modelPath),
-      ...(this.loraPath ? { adapter: basename(this.loraPath) } : {}),
+      model: modelSourceName(this.modelSource),
+      ...(this.loraSource ? { adapter: modelSourceName(this.loraSource) } : {}),
       loaded: this.loaded !== undefined,
+      ...(this.progress ? { progress: { ...this.progress } } : {}),
     };
   }
 
   /**
-   * Loads the model, the adapter and the context, once. Concurrent callers share the load; a
-   * failed load throws BackendError("load") naming the file and the reason, and the next call
-   * tries again (after the file is fixed, say).
+   * Downloads what is not on disk yet, then loads the model, the adapter and the context, once.
+   * Concurrent callers share the load. A failed or timed-out load throws BackendError("load")
+   * naming the file or URI and the reason, and the next call tries again (after the file is fixed,
+   * say, or the network is back).
    */
   async prepare(): Promise<void> {
     await this.load();
@@ -151,18 +185,14 @@ export class LocalBackend implements Backend {
     this.loaded?.slots.forget(channelId);
   }
 
-  /** Ends generations in flight and frees the model and context. A later call loads again. */
+  /** Ends downloads, loads and generations in flight and frees the model and context. A later call loads again. */
   async close(): Promise<void> {
     this.closing.abort(new BackendError("aborted", "The local backend is closing."));
     await Promise.allSettled([...this.inFlight]);
     const loaded = await this.loading?.catch(() => undefined);
     this.loading = undefined;
     this.loaded = undefined;
-    if (loaded) {
-      await loaded.context.dispose();
-      await loaded.model.dispose();
-      this.log.info("local model unloaded");
-    }
+    if (loaded) await this.free(loaded);
     this.unsubscribeLog?.();
     this.unsubscribeLog = undefined;
     this.closing = new AbortController();
@@ -171,25 +201,32 @@ export class LocalBackend implements Backend {
   // ── Loading ────────────────────────────────────────────────────────────────────────────────
 
   private load(): Promise<Loaded> {
-    this.loading ??= this.loadOnce().then(
-      (loaded) => (this.loaded = loaded),
+    this.loading ??= this.loadOnce(this.closing.signal).then(
+      (loaded) => {
+        this.progress = undefined;
+        return (this.loaded = loaded);
+      },
       (err: unknown) => {
+        // The next caller starts afresh: nothing waits on a failed or stuck load.
         this.loading = undefined;
+        this.progress = undefined;
         this.unsubscribeLog?.();
         this.unsubscribeLog = undefined;
-        this.log.error({ err }, "local model failed to load");
+        if (err instanceof BackendError && err.kind === "aborted") this.log.info({ reason: err.message }, "local model load stopped");
+        else this.log.error({ err }, "local model failed to load");
         throw err;
       },
     );
     return this.loading;
   }
 
-  private async loadOnce(): Promise<Loaded> {
+  private async loadOnce(closing: AbortSignal): Promise<Loaded> {
     const started = Date.now();
-    await checkGgufFile(this.modelPath, "model");
-    if (this.loraPath) await checkGgufFile(this.loraPath, "LoRA adapter");
+    this.progress = { step: "loading", text: `loading ${modelSourceName(this.modelSource)}` };
+    const modelFile = await this.localFile(this.modelSource, "model", closing);
+    const adapterFile = this.loraSource ? await this.localFile(this.loraSource, "LoRA adapter", closing) : undefined;
     this.unsubscribeLog ??= onLlamaLog((level, message) => this.onLlamaLog(level, message));
-    this.log.info({ model: this.modelPath, adapter: this.loraPath, threads: this.threads, gpuLayers: this.gpuLayers }, "loading local model");
+    this.log.info({ model: modelFile, adapter: adapterFile, threads: this.threads, gpuLayers: this.gpuLayers }, "loading local model");
 
     let llama;
     try {
@@ -198,12 +235,76 @@ export class LocalBackend implements Backend {
       throw new BackendError("load", `Cannot start llama.cpp from node-llama-cpp's prebuilt binary: ${(err as Error).message}`, { cause: err });
     }
 
+    const loaded = await withDeadline((signal) => this.loadIntoLlama(llama, modelFile, adapterFile, signal), {
+      ms: this.loadTimeoutMs,
+      signal: closing,
+      timeoutError: () =>
+        new BackendError(
+          "load",
+          `Loading the local model ${modelFile}${adapterFile ? ` with the adapter ${adapterFile}` : ""} took longer than ${this.loadTimeoutMs / 1000} s, so it was stopped; a slow disk or a large model may need a larger LLAMA_LOAD_TIMEOUT_S.`,
+        ),
+      // llama.cpp notices the abort only between steps; whatever it finished after giving up is freed.
+      onLate: async (late) => {
+        await this.free(late);
+        this.log.warn({ model: modelFile }, "a local model load finished after its timeout; freed it");
+      },
+    });
+    this.log.info(
+      {
+        ms: Date.now() - started,
+        gpu: llama.gpu,
+        gpuLayers: loaded.model.gpuLayers,
+        modelBytes: loaded.model.size,
+        contextSize: loaded.context.contextSize,
+        sequences: this.sequences,
+        adapterScale: adapterFile ? this.loraScale : undefined,
+      },
+      "local model loaded",
+    );
+    return loaded;
+  }
+
+  /**
+   * The checked local file for a source, downloaded first when it is a URI whose file is not on
+   * disk yet. A file that came from a URI and is damaged says so, with the way to fetch it again.
+   */
+  private async localFile(source: ModelSource, role: ModelFileRole, closing: AbortSignal): Promise<string> {
+    const report = new DownloadReport(source, this.log, this.progressBar);
+    let downloading = false;
+    let file: string;
+    try {
+      file = await fetchModelFile(source, {
+        role,
+        directory: (role === "model" ? this.files.modelsDir : this.files.adaptersDir)!,
+        huggingFaceEndpoint: this.files.huggingFaceEndpoint,
+        huggingFaceToken: this.files.huggingFaceToken,
+        stallMs: this.files.downloadStallMs!,
+        signal: closing,
+        onProgress: (progress) => {
+          downloading = true;
+          report.update(progress);
+          this.progress = { step: "downloading", text: report.text };
+        },
+      });
+    } catch (err) {
+      report.fail();
+      throw err;
+    }
+    if (downloading) report.finish(file);
+    this.progress = { step: "loading", text: `loading ${modelSourceName(source)}` };
+    await checkGgufFile(file, role, source.kind === "file" ? {} : { downloadedFrom: describeModelSource(source) });
+    return file;
+  }
+
+  /** Loads the model, applies the adapter and creates the context; stops early when `signal` aborts. */
+  private async loadIntoLlama(llama: Llama, modelFile: string, adapterFile: string | undefined, signal: AbortSignal): Promise<Loaded> {
     const model = await this.step(
       () => {
         let reported = 0;
         return llama.loadModel({
-          modelPath: this.modelPath,
+          modelPath: modelFile,
           gpuLayers: this.gpuLayers,
+          loadSignal: signal,
           onLoadProgress: (progress) => {
             // Quarter steps: a 4 GB model on a slow disk takes long enough to want a sign of life.
             if (progress >= reported + 0.25 || progress === 1) {
@@ -213,7 +314,8 @@ export class LocalBackend implements Backend {
           },
         });
       },
-      (reason) => `Cannot load the local model ${this.modelPath}: ${reason}`,
+      (reason) => `Cannot load the local model ${modelFile}: ${reason}`,
+      signal,
     );
 
     let context: LlamaContext;
@@ -224,17 +326,19 @@ export class LocalBackend implements Backend {
             contextSize: this.contextSize,
             sequences: this.sequences,
             threads: this.threads,
-            ...(this.loraPath ? { lora: { adapters: [{ filePath: this.loraPath, scale: this.loraScale }] } } : {}),
+            createSignal: signal,
+            ...(adapterFile ? { lora: { adapters: [{ filePath: adapterFile, scale: this.loraScale }] } } : {}),
           }),
         (reason, err) => {
-          if (this.loraPath && /lora/i.test((err as Error).message)) {
-            return `Cannot apply the LoRA adapter ${this.loraPath} to the model ${this.modelPath}: ${reason}`;
+          if (adapterFile && /lora/i.test((err as Error).message)) {
+            return `Cannot apply the LoRA adapter ${adapterFile} to the model ${modelFile}: ${reason}`;
           }
           if (err instanceof InsufficientMemoryError) {
-            return `Not enough memory for ${this.sequences} sequences × ${this.contextSize} tokens of context with ${this.modelPath}; lower LLAMA_CONTEXT_SIZE or LLAMA_SEQUENCES (${reason})`;
+            return `Not enough memory for ${this.sequences} sequences × ${this.contextSize} tokens of context with ${modelFile}; lower LLAMA_CONTEXT_SIZE or LLAMA_SEQUENCES (${reason})`;
           }
-          return `Cannot create a llama.cpp context for ${this.modelPath}: ${reason}`;
+          return `Cannot create a llama.cpp context for ${modelFile}: ${reason}`;
         },
+        signal,
       );
     } catch (err) {
       await model.dispose();
@@ -242,34 +346,29 @@ export class LocalBackend implements Backend {
     }
 
     const sequences = Array.from({ length: this.sequences }, () => context.getSequence());
-    this.log.info(
-      {
-        ms: Date.now() - started,
-        gpu: llama.gpu,
-        gpuLayers: model.gpuLayers,
-        modelBytes: model.size,
-        contextSize: context.contextSize,
-        sequences: this.sequences,
-        adapterScale: this.loraPath ? this.loraScale : undefined,
-      },
-      "local model loaded",
-    );
-    return { model, context, slots: new ChannelSlots(sequences), firstToken: firstPromptToken(model) };
+    return { modelFile, adapterFile, model, context, slots: new ChannelSlots(sequences), firstToken: firstPromptToken(model) };
+  }
+
+  private async free(loaded: Loaded): Promise<void> {
+    await loaded.context.dispose();
+    await loaded.model.dispose();
+    this.log.info({ model: loaded.modelFile }, "local model unloaded");
   }
 
   /**
    * Runs one load step, turning its failure into a BackendError that carries llama.cpp's own
-   * reason when it logged one (node-llama-cpp's messages are generic).
+   * reason when it logged one (node-llama-cpp's messages are generic), and a raw JavaScript error
+   * from node-llama-cpp into words about the file. An abort passes through as it is.
    */
-  private async step<T>(run: () => Promise<T>, describe: (reason: string, err: unknown) => string): Promise<T> {
+  private async step<T>(run: () => Promise<T>, describe: (reason: string, err: unknown) => string, signal: AbortSignal): Promise<T> {
     this.llamaErrors.length = 0;
     try {
       return await run();
     } catch (err) {
-      if (err instanceof BackendError) throw err;
+      if (err instanceof BackendError || signal.aborted) throw err;
       // llama.cpp's log lines arrive through the event loop; let any still queued land first.
       await new Promise((resolve) => setImmediate(resolve));
-      const reason = llamaFailureReason(this.llamaErrors) ?? (err as Error).message;
+      const reason = llamaFailureReason(this.llamaErrors) ?? describeLoadError(err);
       throw new BackendError("load", describe(reason, err), { cause: err });
     }
   }

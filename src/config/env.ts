@@ -2,11 +2,13 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { BACKEND_NAMES } from "../core/backend.ts";
+import { parseModelSource } from "../core/model-source.ts";
+import { LOCAL_DEFAULTS } from "./local-defaults.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 import { loadSettings, type Settings } from "./settings.ts";
 
 /** Where the LoRA adapter is looked for when LLAMA_LORA_PATH is not set at all. */
-export const DEFAULT_LORA_PATH = "adapters/friends-lora.gguf";
+export const DEFAULT_LORA_PATH = LOCAL_DEFAULTS.loraPath;
 
 const snowflake = z.string().regex(/^\d{17,20}$/, "must be a Discord id (17–20 digits)");
 const idList = z
@@ -19,6 +21,14 @@ const flag = z
   .enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" })
   .transform((v) => ["true", "1", "yes", "on"].includes(v));
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === "" ? undefined : v), schema.optional());
+/** A file path, a Hugging Face URI or an http(s) URL (see model-source.ts). */
+const modelSource = z.string().superRefine((value, ctx) => {
+  try {
+    parseModelSource(value);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: `must be a GGUF file path, a Hugging Face URI (hf:user/repo:Q4_K_M) or an http(s) URL: ${(err as Error).message}` });
+  }
+});
 const int = (min: number, max: number) =>
   z.coerce
     .number({ error: "must be a number" })
@@ -42,13 +52,15 @@ const envSchema = z.object({
   OPENAI_MODEL: optional(z.string()),
   FRIEND_DB_PATH: z.string().min(1).default("data/friend.db"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  LLAMA_MODEL_PATH: z.string().min(1).default("models/llama-2-7b.Q4_K_M.gguf"),
-  LLAMA_LORA_PATH: z.string().optional(),
-  LLAMA_LORA_SCALE: z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0").max(10, "must be at most 10").default(1),
+  LLAMA_MODEL_PATH: optional(modelSource),
+  LLAMA_LORA_PATH: z.literal("").or(modelSource).optional(),
+  LLAMA_LORA_SCALE: z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0").max(10, "must be at most 10").default(LOCAL_DEFAULTS.loraScale),
   LLAMA_THREADS: int(1, 1024).default(availableParallelism()),
-  LLAMA_GPU_LAYERS: z.union([z.literal("auto"), int(0, 10_000)], { error: "must be auto or a number of layers" }).default("auto"),
-  LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(4096),
-  LLAMA_SEQUENCES: int(1, 64).default(4),
+  LLAMA_GPU_LAYERS: z.union([z.literal("auto"), int(0, 10_000)], { error: "must be auto or a number of layers" }).default(LOCAL_DEFAULTS.gpuLayers),
+  LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(LOCAL_DEFAULTS.contextSize),
+  LLAMA_SEQUENCES: int(1, 64).default(LOCAL_DEFAULTS.sequences),
+  LLAMA_LOAD_TIMEOUT_S: int(1, 86_400).default(LOCAL_DEFAULTS.loadTimeoutS),
+  HF_TOKEN: optional(z.string()),
   FRIEND_HTTP_PORT: optional(int(0, 65_535)),
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
   FRIEND_SHUTDOWN_GRACE_MS: int(0, 600_000).default(8000),
@@ -59,6 +71,7 @@ const envSchema = z.object({
 export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 export interface LocalModelConfig {
+  /** A file path, a Hugging Face URI or an http(s) URL. */
   modelPath: string;
   loraPath?: string;
   loraScale: number;
@@ -66,6 +79,13 @@ export interface LocalModelConfig {
   gpuLayers: "auto" | number;
   contextSize: number;
   sequences: number;
+  loadTimeoutMs: number;
+  /** HF_TOKEN, for gated Hugging Face repositories; a secret. */
+  huggingFaceToken?: string;
+  /** Not from the environment (tests set them): where downloads go, and the Hugging Face endpoint. */
+  modelsDir?: string;
+  adaptersDir?: string;
+  huggingFaceEndpoint?: string;
 }
 
 export interface OpenAIConfig {
@@ -133,7 +153,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
     defaultBackend: e.FRIEND_BACKEND,
     openai: { apiKey: e.OPENAI_API_KEY, baseURL: e.OPENAI_BASE_URL, model: e.OPENAI_MODEL },
     local: {
-      modelPath: e.LLAMA_MODEL_PATH,
+      // Unset: a model put in place by hand under the old default name, else the download.
+      modelPath: e.LLAMA_MODEL_PATH ?? (existsSync(LOCAL_DEFAULTS.legacyModelPath) ? LOCAL_DEFAULTS.legacyModelPath : LOCAL_DEFAULTS.modelSource),
       // Unset: use the conventional adapter when present. Set but empty: the base model alone.
       loraPath: e.LLAMA_LORA_PATH === undefined ? (existsSync(DEFAULT_LORA_PATH) ? DEFAULT_LORA_PATH : undefined) : e.LLAMA_LORA_PATH || undefined,
       loraScale: e.LLAMA_LORA_SCALE,
@@ -141,6 +162,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
       gpuLayers: e.LLAMA_GPU_LAYERS,
       contextSize: e.LLAMA_CONTEXT_SIZE,
       sequences: e.LLAMA_SEQUENCES,
+      loadTimeoutMs: e.LLAMA_LOAD_TIMEOUT_S * 1000,
+      huggingFaceToken: e.HF_TOKEN,
     },
     dbPath: e.FRIEND_DB_PATH,
     logLevel: e.LOG_LEVEL,

@@ -49,6 +49,11 @@ export interface BackendInfo {
   model: string;
   adapter?: string;
   loaded: boolean;
+  /**
+   * While the backend gets ready (a download, a load): what it is doing, for /status and the
+   * /model reply. `text` is e.g. "downloading 37% of model.gguf (1.5 GB of 4.1 GB)".
+   */
+  progress?: { step: "downloading" | "loading"; text: string };
 }
 
 export type BackendErrorKind = "timeout" | "rate_limit" | "server" | "connection" | "auth" | "bad_request" | "load" | "aborted" | "unknown";

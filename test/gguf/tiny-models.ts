@@ -43,6 +43,8 @@ export interface TinyScriptOptions {
   personaName?: string;
   /** The speaker the model invents after Friend's line. Default "Ross". */
   followOnSpeaker?: string;
+  /** Bytes of filler metadata (a string key llama.cpp ignores), for a file big enough to download in several chunks. */
+  paddingBytes?: number;
 }
 
 const EMBEDDING = 64;
@@ -153,6 +155,7 @@ export function writeTinyScriptModel(path: string, options: TinyScriptOptions = 
   const E = EMBEDDING;
   const gguf = new GgufWriter();
   llamaHeader(gguf, "friend-tiny-script", E);
+  if (options.paddingBytes) gguf.string("friend.test.padding", "-".repeat(options.paddingBytes));
   gguf.string("tokenizer.ggml.model", "llama");
   gguf.array("tokenizer.ggml.tokens", "string", d.tokens);
   gguf.array("tokenizer.ggml.scores", "f32", d.scores);

@@ -3,11 +3,13 @@
  * (llama.cpp's own reason for adapters, captured from its log), and a failed load never stops a
  * later good one.
  */
-import { copyFileSync, rmSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendError } from "../../src/core/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
+import { RawGguf } from "../gguf/raw-gguf.ts";
 import { writeTinyLoraAdapter, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
 import { capturingLogger, collect, request, TEST_THREADS, turn } from "./helpers.ts";
 
@@ -113,6 +115,79 @@ describe("recovery", () => {
     const turns = [turn("Alice", "hi")];
     const out = await collect(good.generate(request("c1", turns, { maxTokens: 6 })));
     expect(out.text).toBe("Oh, I don't know.");
+  });
+});
+
+describe("hostile files and slow loads (issue 10)", () => {
+  /** GGUF v3 claiming 2^48 tensors and 2^32 keys in 24 bytes: node-llama-cpp used to spin on it for minutes. */
+  const hostileHeader = () => new RawGguf().header({ tensors: 2n ** 48n, keys: 2n ** 32n }).bytes();
+
+  it("the issue's 24-byte header fails at once with the file and the reason, and a valid file at the same path then loads", async () => {
+    const path = join(files.dir, "hostile.gguf");
+    writeFileSync(path, hostileHeader());
+    const b = backend({ modelPath: path });
+    const turns = [turn("Alice", "hi")];
+    await expect(collect(b.generate(request("c1", turns)))).rejects.toMatchObject({
+      kind: "load",
+      message: expect.stringMatching(new RegExp(`^The local model file ${path} is damaged or truncated: its header claims 281474976710656 tensors and 4294967296 metadata keys`)),
+    });
+    await expect(b.prepare()).rejects.toThrow(/far more than any model has/);
+
+    copyFileSync(files.model, path);
+    const out = await collect(b.generate(request("c1", turns, { maxTokens: 6 })));
+    expect(out.text).toBe("Oh, I don't know.");
+  });
+
+  it("a load that outlasts the timeout fails naming the file and LLAMA_LOAD_TIMEOUT_S, and each later call starts a fresh load", async () => {
+    const { logger, lines } = capturingLogger();
+    // 1 ms: llama.cpp cannot load even the tiny model that fast, so every attempt times out.
+    const slow = backend({ modelPath: files.model, loraPath: files.adapter, loadTimeoutMs: 1, logger });
+    const timedOut = new RegExp(`^Loading the local model ${files.model} with the adapter ${files.adapter} took longer than 0.001 s, so it was stopped; .*LLAMA_LOAD_TIMEOUT_S`);
+    await expect(slow.prepare()).rejects.toMatchObject({ kind: "load", message: expect.stringMatching(timedOut) });
+    await expect(slow.prepare()).rejects.toThrow(timedOut);
+    expect(lines.filter((l) => l.msg === "loading local model" && l.model)).toHaveLength(2);
+    expect(slow.describe()).toMatchObject({ loaded: false });
+    expect(slow.describe().progress).toBeUndefined();
+    // Nothing was left holding llama.cpp: another backend loads and answers right away.
+    const good = backend({ modelPath: files.model, loraPath: files.adapter });
+    const out = await collect(good.generate(request("c1", [turn("Alice", "hi")], { maxTokens: 6 })));
+    expect(out.text).toBe("Oh, I don't know.");
+  });
+
+  it("random truncations and header counts never hang a load: each is a clear error naming the file, or a model that loads (property)", async () => {
+    const original = readFileSync(files.model);
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.record({ truncateTo: fc.integer({ min: 0, max: original.length - 1 }) }),
+          fc.record({ at: fc.constantFrom(4, 8, 16), value: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }) }),
+        ),
+        async (damage) => {
+          let bytes: Buffer;
+          if ("truncateTo" in damage) bytes = original.subarray(0, damage.truncateTo);
+          else {
+            bytes = Buffer.from(original);
+            if (damage.at === 4) bytes.writeUInt32LE(Number(damage.value % 2n ** 32n), 4);
+            else bytes.writeBigUInt64LE(damage.value, damage.at);
+          }
+          const path = join(files.dir, `damaged-${run++}.gguf`);
+          writeFileSync(path, bytes);
+          const b = new LocalBackend({ modelPath: path, threads: TEST_THREADS, gpuLayers: 0, contextSize: 512, sequences: 1 });
+          try {
+            await b.prepare();
+            expect(bytes.equals(original)).toBe(true); // only an unchanged file loads
+          } catch (err) {
+            expect(err).toBeInstanceOf(BackendError);
+            expect((err as BackendError).kind).toBe("load");
+            expect((err as BackendError).message).toContain(path);
+          } finally {
+            await b.close();
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });
 

@@ -1,5 +1,5 @@
 import { ApplicationIntegrationType, InteractionContextType, MessageFlags, PermissionFlagsBits, SlashCommandBuilder } from "discord.js";
-import { BACKEND_NAMES, type BackendName } from "../../core/backend.ts";
+import { BACKEND_NAMES, type BackendInfo, type BackendName } from "../../core/backend.ts";
 import type { SlashCommand } from "./command.ts";
 
 function describeBackend(info: { backend: string; model: string; adapter?: string }): string {
@@ -23,7 +23,7 @@ export const modelCommand: SlashCommand = {
     .setContexts(InteractionContextType.Guild, InteractionContextType.BotDM)
     .toJSON(),
 
-  async execute(interaction, { backends, conversation }) {
+  async execute(interaction, { config, backends, conversation }) {
     const channelId = interaction.channelId;
     const current = conversation.backendOf(channelId);
     const choice = interaction.options.getString("backend");
@@ -42,7 +42,12 @@ export const modelCommand: SlashCommand = {
     }
     // Loading a local model can take far longer than Discord's 3-second limit.
     await interaction.deferReply({ flags: MessageFlags.Ephemeral });
-    const reason = await backends.unavailableReason(choice as BackendName);
+    const reason = await showingDownloads(
+      backends.unavailableReason(choice as BackendName),
+      () => backends.get(choice as BackendName).describe().progress,
+      (text) => interaction.editReply(`Getting **${choice}** ready: ${text}…`),
+      config.settings.generation.streamEditIntervalMs,
+    );
     if (reason) {
       await interaction.editReply(`Can't switch to **${choice}**: ${reason} This channel still uses **${current}**.`);
       return;
@@ -52,3 +57,26 @@ export const modelCommand: SlashCommand = {
     await interaction.editReply(`Switched this channel to ${describeBackend(backends.get(choice as BackendName).describe())}.`);
   },
 };
+
+/**
+ * Waits for `ready`, and once a download is part of the wait (a 4 GB model takes minutes), edits
+ * the reply with each new progress text. The last progress edit lands before `ready`'s own reply.
+ */
+async function showingDownloads<T>(ready: Promise<T>, progress: () => BackendInfo["progress"], show: (text: string) => Promise<unknown>, everyMs: number): Promise<T> {
+  let downloading = false;
+  let shown: string | undefined;
+  let edits: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    const now = progress();
+    downloading ||= now?.step === "downloading";
+    if (!downloading || !now || now.text === shown) return;
+    shown = now.text;
+    edits = edits.then(() => show(now.text)).catch(() => undefined);
+  }, everyMs);
+  try {
+    return await ready;
+  } finally {
+    clearInterval(timer);
+    await edits;
+  }
+}

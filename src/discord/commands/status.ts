@@ -1,4 +1,5 @@
 import { ApplicationIntegrationType, EmbedBuilder, InteractionContextType, MessageFlags, SlashCommandBuilder } from "discord.js";
+import { modelSourceName, parseModelSource } from "../../core/model-source.ts";
 import type { SlashCommand } from "./command.ts";
 
 function formatUptime(ms: number): string {
@@ -26,9 +27,9 @@ export const statusCommand: SlashCommand = {
       .addFields(
         { name: "Backend here", value: backend, inline: true },
         { name: "OpenAI model", value: openai.model, inline: true },
-        { name: "Local model", value: local?.model ?? config.local.modelPath.split("/").pop()!, inline: true },
-        { name: "Adapter", value: local?.adapter ?? config.local.loraPath?.split("/").pop() ?? "none", inline: true },
-        { name: "Local model loaded", value: local?.loaded ? "yes" : "no", inline: true },
+        { name: "Local model", value: local?.model ?? modelSourceName(parseModelSource(config.local.modelPath)), inline: true },
+        { name: "Adapter", value: local?.adapter ?? (config.local.loraPath ? modelSourceName(parseModelSource(config.local.loraPath)) : "none"), inline: true },
+        { name: "Local model loaded", value: local?.loaded ? "yes" : (local?.progress?.text ?? "no"), inline: true },
         { name: "Window", value: `${window.turns} turns, ${window.tokens} tokens`, inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
         { name: "Version", value: version, inline: true },

@@ -1,0 +1,183 @@
+/**
+ * Turns a model source into a local file, downloading it with node-llama-cpp's own
+ * `resolveModelFile` (resumable, split GGUFs, Hugging Face URIs) when it is not on disk yet.
+ */
+import { resolveModelFile } from "node-llama-cpp";
+import type { Logger } from "pino";
+import { BackendError } from "../../core/backend.ts";
+import type { ModelFileRole } from "./model-files.ts";
+import { describeModelSource, modelSourceName, withoutUrlSecrets, type ModelSource } from "../../core/model-source.ts";
+
+export interface DownloadProgress {
+  downloadedBytes: number;
+  /** 0 until the server has said how big the file is. */
+  totalBytes: number;
+}
+
+export interface FetchModelFileOptions {
+  role: ModelFileRole;
+  /** Where downloads go and are looked for (models/ or adapters/). */
+  directory: string;
+  /** Replaces https://huggingface.co/ for hf: URIs (a mirror, or a loopback fake in tests). */
+  huggingFaceEndpoint?: string;
+  /** For gated Hugging Face repositories. Unset: node-llama-cpp's own lookup (HF_TOKEN, then the Hugging Face CLI's token file). */
+  huggingFaceToken?: string;
+  /** A download that receives nothing for this long fails, instead of retrying for many minutes. */
+  stallMs: number;
+  /** Stops the download, keeping what arrived for the next attempt to resume. */
+  signal: AbortSignal;
+  onProgress(progress: DownloadProgress): void;
+}
+
+/**
+ * The local file for `source`. A path is returned as it is. A URI's file is looked for in
+ * `options.directory`, and used from there without any network once present; otherwise it is
+ * downloaded there first (resuming a partial download). Throws BackendError("load") naming the
+ * URI and the reason, or BackendError("aborted") when `options.signal` aborts.
+ */
+export async function fetchModelFile(source: ModelSource, options: FetchModelFileOptions): Promise<string> {
+  if (source.kind === "file") return source.path;
+  const stalled = new AbortController();
+  const watchdog = setTimeout(() => stalled.abort(), options.stallMs);
+  const signal = AbortSignal.any([options.signal, stalled.signal]);
+  let transferring = false;
+  try {
+    const download = resolveModelFile(source.kind === "url" ? source.url : source.uri, {
+      directory: options.directory,
+      // A URL's file keeps the URL's name, so it is found again offline; hf: URIs get node-llama-cpp's names.
+      ...(source.kind === "url" ? { fileName: source.fileName } : {}),
+      cli: false,
+      // An interrupted download (a restart, a lost connection) resumes from its partial file.
+      deleteTempFileOnCancel: false,
+      signal,
+      ...(options.huggingFaceEndpoint ? { endpoints: { huggingFace: options.huggingFaceEndpoint } } : {}),
+      ...(options.huggingFaceToken ? { tokens: { huggingFace: options.huggingFaceToken } } : {}),
+      onProgress: ({ totalSize, downloadedSize }) => {
+        transferring = true;
+        watchdog.refresh();
+        options.onProgress({ downloadedBytes: downloadedSize, totalBytes: totalSize });
+      },
+    });
+    // node-llama-cpp only hands the signal to the transfer; its first request retries for minutes.
+    return await untilAborted(download, signal).catch(async (err: unknown) => {
+      // Let a stopped transfer save its progress, so that the next attempt resumes from it.
+      if (signal.aborted && transferring) await settledWithin(download, CANCEL_GRACE_MS);
+      throw err;
+    });
+  } catch (err) {
+    const what = `the local ${options.role} ${describeModelSource(source)}`;
+    if (options.signal.aborted) throw new BackendError("aborted", `Stopped downloading ${what}: ${(options.signal.reason as Error)?.message ?? "aborted"}`);
+    const reason = stalled.signal.aborted
+      ? `nothing arrived for ${options.stallMs / 1000} s (is the address right, and the server reachable?)`
+      : downloadFailureReason(err, source);
+    throw new BackendError("load", `Cannot download ${what} into ${options.directory}/: ${reason}`);
+  } finally {
+    clearTimeout(watchdog);
+  }
+}
+
+/** Why a download failed, in words, without the request's headers or the URL's query (either may hold a token). */
+function downloadFailureReason(err: unknown, source: ModelSource): string {
+  const { statusCode, statusText, message } = err as { statusCode?: unknown; statusText?: unknown; message?: unknown };
+  const gated = source.kind === "huggingface" ? "; for a gated repository, set HF_TOKEN to a token that has access" : "";
+  if (typeof statusCode === "number") {
+    const answer = `the server answered ${statusCode}${typeof statusText === "string" && statusText ? ` ${statusText}` : ""}`;
+    return statusCode === 401 || statusCode === 403 ? answer + gated : answer;
+  }
+  const text = withoutUrlSecrets(typeof message === "string" ? message : String(err));
+  return /\b(?:401|403)\b/.test(text) ? text + gated : text;
+}
+
+/** How long a stopped download may take to wind down (close its file, save its progress). */
+const CANCEL_GRACE_MS = 5000;
+
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Settles like `promise`, or rejects as soon as `signal` aborts (the promise itself goes on, and is observed). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  promise.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Log a progress line at least this many percent apart. */
+const LOG_EVERY_PERCENT = 5;
+const BAR_WIDTH = 30;
+
+/**
+ * Says how a download is going: a log line every few percent, or, when `bar` is a terminal, a
+ * progress bar there instead (log lines between redraws would tear it).
+ */
+export class DownloadReport {
+  private loggedPercent = -LOG_EVERY_PERCENT;
+  private drawnPercent = -1;
+  private readonly started = Date.now();
+  private latest: DownloadProgress = { downloadedBytes: 0, totalBytes: 0 };
+
+  constructor(
+    private readonly source: ModelSource,
+    private readonly log: Logger,
+    private readonly bar: NodeJS.WritableStream | undefined,
+  ) {}
+
+  /** What /status and the /model reply show, e.g. "downloading 37% of model.gguf (1.5 GB of 4.1 GB)". */
+  get text(): string {
+    const { downloadedBytes, totalBytes } = this.latest;
+    const name = modelSourceName(this.source);
+    if (totalBytes <= 0) return `downloading ${name}`;
+    return `downloading ${percentOf(this.latest)}% of ${name} (${formatBytes(downloadedBytes)} of ${formatBytes(totalBytes)})`;
+  }
+
+  update(progress: DownloadProgress): void {
+    this.latest = progress;
+    if (progress.totalBytes <= 0) return;
+    const percent = percentOf(progress);
+    if (this.bar) {
+      if (percent === this.drawnPercent) return;
+      this.drawnPercent = percent;
+      const filled = Math.round((percent / 100) * BAR_WIDTH);
+      this.bar.write(`\r[${"#".repeat(filled)}${" ".repeat(BAR_WIDTH - filled)}] ${this.text}`);
+    } else if (percent >= this.loggedPercent + LOG_EVERY_PERCENT || (percent === 100 && this.loggedPercent < 100)) {
+      this.loggedPercent = percent;
+      this.log.info({ source: describeModelSource(this.source), percent, downloadedBytes: progress.downloadedBytes, totalBytes: progress.totalBytes }, "downloading");
+    }
+  }
+
+  finish(path: string): void {
+    if (this.bar && this.drawnPercent >= 0) this.bar.write("\n");
+    this.log.info({ source: describeModelSource(this.source), path, bytes: this.latest.totalBytes, ms: Date.now() - this.started }, "downloaded");
+  }
+
+  fail(): void {
+    if (this.bar && this.drawnPercent >= 0) this.bar.write("\n");
+  }
+}
+
+function percentOf({ downloadedBytes, totalBytes }: DownloadProgress): number {
+  return Math.min(100, Math.floor((downloadedBytes / totalBytes) * 100));
+}
+
+/** Decimal units, as download sizes are usually given ("about 4.1 GB"). */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}

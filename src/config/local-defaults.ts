@@ -1,0 +1,20 @@
+/** The local backend's defaults: the config's, which LocalBackend falls back on too (the config must not load node-llama-cpp to know them). */
+export const LOCAL_DEFAULTS = {
+  /** LLAMA_MODEL_PATH when unset: Llama-2-7B, 4-bit (about 4.1 GB), downloaded into `modelsDir` on first use. */
+  modelSource: "hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M",
+  /** Where older setups put the model by hand; used instead of the download when present. */
+  legacyModelPath: "models/llama-2-7b.Q4_K_M.gguf",
+  /** Where the LoRA adapter is looked for when LLAMA_LORA_PATH is not set at all. */
+  loraPath: "adapters/friends-lora.gguf",
+  /** Where downloaded models and adapters go: the Docker image's volumes. */
+  modelsDir: "models",
+  adaptersDir: "adapters",
+  loraScale: 1,
+  gpuLayers: "auto",
+  contextSize: 4096,
+  sequences: 4,
+  /** LLAMA_LOAD_TIMEOUT_S: a 7B Q4_K_M loads in seconds from a warm disk, a minute or two from a slow one. */
+  loadTimeoutS: 300,
+  /** A download that receives nothing for this long fails (node-llama-cpp's downloader would retry for about 12 minutes). */
+  downloadStallMs: 60_000,
+} as const;
