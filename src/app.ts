@@ -1,27 +1,19 @@
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
-import { LocalBackend } from "./backends/local.ts";
-import { Backends, type LocalBackendFactory } from "./backends/registry.ts";
+import type { Backends } from "./backends/registry.ts";
+import { TERMINAL_CHANNEL_PREFIX } from "./chat/terminal.ts";
 import type { Config } from "./config/env.ts";
-import { Conversation } from "./conversation/conversation.ts";
-import type { ConversationEvent } from "./conversation/events.ts";
+import type { Conversation } from "./conversation/conversation.ts";
 import { FriendBot } from "./discord/bot.ts";
 import { commandHandler, registerCommands } from "./discord/commands/index.ts";
 import { startOpsServer } from "./ops/http.ts";
+import { createEngine, type EngineParts } from "./engine.ts";
 import { FriendMetrics } from "./ops/metrics.ts";
-import { SqliteStore } from "./store/sqlite.ts";
+import type { SqliteStore } from "./store/sqlite.ts";
 
 export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
 
-export interface FriendParts {
-  /** Move an unreadable database aside instead of refusing to start (the --move-corrupt-db flag). */
-  moveCorruptDb?: boolean;
-  /** Replaces the llama.cpp backend built from config.local (for tests of the routing alone). */
-  makeLocal?: LocalBackendFactory;
-  /** Replaces the store opened from config.dbPath (for tests that make its writes fail). */
-  store?: SqliteStore;
-  onEvent?: (event: ConversationEvent) => void;
-}
+export type FriendParts = EngineParts;
 
 /** A running Friend: what main.ts starts and what the end-to-end tests drive. */
 export interface Friend {
@@ -39,24 +31,9 @@ export interface Friend {
 /** Wires config → store → backends → conversation → bot, and logs in. */
 export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
   const startedAt = Date.now();
-  const store = parts.store ?? new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
-  const backends = new Backends(config, logger, parts.makeLocal ?? (() => new LocalBackend({ ...config.local, logger })));
+  const engine = createEngine(config, logger, { ...parts, onEvent: (event) => (metrics.observe(event), parts.onEvent?.(event)) });
+  const { store, backends, conversation } = engine;
   const metrics = new FriendMetrics(() => conversation.queueDepth);
-  const conversation: Conversation = new Conversation({
-    settings: config.settings,
-    store,
-    backend: (name) => backends.get(name),
-    backends: () => backends.created(),
-    defaultBackend: config.defaultBackend,
-    // The local backend serves as many channels at once as its context has sequences.
-    concurrency: { openai: config.settings.limits.concurrency, local: config.local.sequences },
-    userMessagesPerMinute: config.userMessagesPerMinute,
-    logger,
-    onEvent: (event) => {
-      metrics.observe(event);
-      parts.onEvent?.(event);
-    },
-  });
   const bot = new FriendBot({
     config,
     conversation,
@@ -82,7 +59,7 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
   } catch (err) {
     await bot.stop().catch(() => {});
     await ops?.close();
-    store.close();
+    await engine.close(0);
     throw err;
   }
   await catchUp(config, store, bot, conversation, logger);
@@ -99,8 +76,8 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
         // Replies in flight are posted before the client goes: destroying it clears its token.
         await conversation.close(config.shutdownGraceMs);
         await bot.stop();
-        await Promise.all([backends.close(), ops?.close()]);
-        store.close();
+        await ops?.close();
+        await engine.close(0);
       })()),
   };
 }
@@ -112,7 +89,8 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
  */
 async function catchUp(config: Config, store: SqliteStore, bot: FriendBot, conversation: Conversation, logger: Logger): Promise<void> {
   try {
-    const unanswered = store.unanswered();
+    // Terminal conversations (`friend chat`) are not Discord's to answer.
+    const unanswered = store.unanswered().filter((m) => !m.channelId.startsWith(TERMINAL_CHANNEL_PREFIX));
     if (unanswered.length === 0) return;
     const oldest = Date.now() - config.catchUpMaxAgeMs;
     const stale = unanswered.filter((m) => m.turn.at < oldest).map((m) => m.turn.messageId);

@@ -13,6 +13,7 @@ interface Subcommand {
 }
 
 const SUBCOMMANDS: Subcommand[] = [
+  { name: "chat", summary: "talk to Friend in the terminal, through the same engine as on Discord", load: async () => (await import("./chat/chat.ts")).runChat },
   { name: "data sft", summary: "build OpenAI chat fine-tuning JSONL from Friends transcripts", load: async () => (await import("./data/commands/data-sft.ts")).runDataSft },
   { name: "data chunks", summary: "build LoRA text chunks JSONL from Friends transcripts", load: async () => (await import("./data/commands/data-chunks.ts")).runDataChunks },
   { name: "finetune", summary: "validate, upload and run an OpenAI fine-tuning job", load: async () => (await import("./data/commands/finetune.ts")).runFinetune },

@@ -38,7 +38,7 @@ const int = (min: number, max: number) =>
 
 /** Every environment variable Friend reads. The README's table is written from this. */
 const envSchema = z.object({
-  DISCORD_TOKEN: z.string({ error: "is required: the bot token from the Discord developer portal" }).min(1, "is required: the bot token from the Discord developer portal"),
+  DISCORD_TOKEN: optional(z.string()),
   DISCORD_API_URL: z.url({ error: "must be a URL like https://discord.com/api" }).default("https://discord.com/api"),
   DISCORD_GUILD_ID: optional(snowflake),
   FRIEND_CHANNELS: idList,
@@ -122,9 +122,15 @@ export interface Config {
 }
 
 /** Builds the one validated Config from the environment and config/ files, or throws ConfigError naming every problem. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: string): Config {
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  settingsPath?: string,
+  /** `friend chat` talks in the terminal: it needs no Discord variables. */
+  { discord = true }: { discord?: boolean } = {},
+): Config {
   const problems: string[] = [];
   const parsed = envSchema.safeParse(env);
+  if (discord && !env.DISCORD_TOKEN) problems.push("DISCORD_TOKEN: is required: the bot token from the Discord developer portal");
   if (!parsed.success) problems.push(...formatIssues(parsed.error));
   let settings: Settings | undefined;
   try {
@@ -142,7 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
   const e = parsed.data;
   return {
     discord: {
-      token: e.DISCORD_TOKEN,
+      token: e.DISCORD_TOKEN ?? "",
       apiUrl: e.DISCORD_API_URL.replace(/\/+$/, ""),
       guildId: e.DISCORD_GUILD_ID,
       channels: e.FRIEND_CHANNELS,

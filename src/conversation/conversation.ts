@@ -133,6 +133,11 @@ export class Conversation {
     return this.#sessions.get(channelId)?.stopReply() ?? false;
   }
 
+  /** Settles once the channel has no turn running. */
+  idle(channelId: string): Promise<void> {
+    return this.#sessions.get(channelId)?.idle() ?? Promise.resolve();
+  }
+
   backendOf(channelId: string): BackendName {
     return this.#session(channelId).backend;
   }

@@ -1,0 +1,168 @@
+import { createInterface } from "node:readline";
+import { pino } from "pino";
+import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
+import { loadConfig, type Config } from "../config/env.ts";
+import { ConfigError } from "../config/errors.ts";
+import { envWithDotenv, type CommandIo } from "../data/commands/io.ts";
+import { parseCommandArgs } from "../data/commands/options.ts";
+import { UsageError } from "../data/errors.ts";
+import { createEngine, type Engine } from "../engine.ts";
+import { createLogger } from "../log.ts";
+import { TERMINAL_CHANNEL_PREFIX, TerminalReply, type TerminalOutput } from "./terminal.ts";
+
+const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
+
+Talk to Friend in the terminal, through the same engine as on Discord: the same window, backends,
+stop sequences, cleaner and database (the conversation is kept as channel cli:NAME).
+
+  --backend   the model to talk to (default: this channel's last choice, else FRIEND_BACKEND)
+  --channel   which terminal conversation to continue (default: default)
+  --name      what Friend calls you (default: $USER)
+  --raw       also show, dimmed, the model's raw output and what the cleaner cut
+
+In the chat: /reset, /model [openai|local], /status, /raw, /quit.
+Ctrl-C stops a reply; Ctrl-C at the prompt or Ctrl-D leaves.`;
+
+const COMMANDS = "/reset, /model [openai|local], /status, /raw, /quit";
+
+/** `friend chat`: a terminal is just another place a channel lives. Returns the exit code. */
+export async function runChat(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    backend: { type: "string" },
+    channel: { type: "string", default: "default" },
+    name: { type: "string" },
+    raw: { type: "boolean", default: false },
+  });
+  if (values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  if (values.backend !== undefined && !(BACKEND_NAMES as readonly string[]).includes(values.backend)) {
+    throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(", ")}`);
+  }
+  if (!/^[\w.-]{1,64}$/.test(values.channel)) throw new UsageError("--channel takes letters, digits, '.', '_' and '-' (at most 64)");
+
+  const env = envWithDotenv(io, ".env");
+  const channelId = `${TERMINAL_CHANNEL_PREFIX}${values.channel}`;
+  let config: Config;
+  try {
+    // The backend's own variables are checked as at start-up; Discord's are not needed.
+    config = loadConfig({ ...env, ...(values.backend ? { FRIEND_BACKEND: values.backend } : {}) }, undefined, { discord: false });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.err(err.message);
+    return 1;
+  }
+  // Logs would drown the conversation: quiet unless LOG_LEVEL asks, and then on stderr.
+  const logger = env.LOG_LEVEL
+    ? createLogger({ level: config.logLevel, secrets: [config.openai.apiKey ?? "", env.HF_TOKEN ?? ""], destination: pino.destination(2) })
+    : pino({ enabled: false });
+  const engine = createEngine(config, logger, {}, { userMessagesPerMinute: Number.MAX_SAFE_INTEGER });
+  try {
+    return await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io);
+  } finally {
+    await engine.close(config.shutdownGraceMs);
+  }
+}
+
+async function converse(engine: Engine, config: Config, channelId: string, options: { name: string; raw: boolean; backend?: BackendName }, io: CommandIo): Promise<number> {
+  const { conversation, backends, store } = engine;
+  const persona = config.settings.persona.name;
+  const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const out: TerminalOutput = { write: (text) => void process.stdout.write(text), color: tty || Boolean(io.env.FORCE_COLOR) };
+  const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${text})\x1b[22m` : `(${text})`}\n`);
+  let raw = options.raw;
+
+  // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is waiting on.
+  const stale = store.unanswered().filter((m) => m.channelId === channelId);
+  if (stale.length > 0) {
+    store.drop(stale.map((m) => m.turn.messageId));
+    note(`${stale.length} message${stale.length === 1 ? "" : "s"} from last time never got an answer`);
+  }
+  if (options.backend && options.backend !== conversation.backendOf(channelId)) {
+    const reason = await backends.unavailableReason(options.backend);
+    if (reason) {
+      io.err(`friend chat: the ${options.backend} backend cannot serve: ${reason}`);
+      return 1;
+    }
+    conversation.setBackend(channelId, options.backend);
+  }
+  const { turns } = conversation.windowSize(channelId);
+  note(`talking to ${persona} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
+
+  const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${options.name}> `, terminal: tty });
+  const prompt = () => tty && rl.prompt();
+  let count = 0;
+  let quitting = false;
+
+  const commands: Record<string, (arg: string) => Promise<void> | void> = {
+    reset: () => note(`forgot ${conversation.reset(channelId)} turns; fresh start`),
+    raw: () => note(`raw output ${(raw = !raw) ? "on" : "off"}`),
+    status: () => {
+      const name = conversation.backendOf(channelId);
+      const window = conversation.windowSize(channelId);
+      const local = backends.created().find((b) => b.name === "local")?.describe();
+      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window.turns} turns, ${window.tokens} tokens`);
+    },
+    model: async (arg) => {
+      if (!arg) return note(`using ${describe(engine, conversation.backendOf(channelId))}`);
+      if (!(BACKEND_NAMES as readonly string[]).includes(arg)) return note(`unknown backend "${arg}"; choose one of ${BACKEND_NAMES.join(", ")}`);
+      note(`getting ${arg} ready…`);
+      const reason = await backends.unavailableReason(arg as BackendName);
+      if (reason) return note(`can't switch to ${arg}: ${reason}`);
+      conversation.setBackend(channelId, arg as BackendName);
+      note(`switched to ${describe(engine, arg as BackendName)}`);
+    },
+    quit: () => {
+      quitting = true;
+      rl.close();
+    },
+  };
+
+  const interrupt = () => {
+    // Ctrl-C stops a reply in flight; at the prompt it leaves.
+    if (conversation.stopReply(channelId)) return;
+    quitting = true;
+    rl.close();
+  };
+  rl.on("SIGINT", interrupt);
+  process.on("SIGINT", interrupt);
+
+  let work: Promise<void> = Promise.resolve();
+  rl.on("line", (line) => {
+    const text = line.trim();
+    if (!text) return prompt();
+    const command = /^\/(\w+)\s*(.*)$/.exec(text);
+    if (command) {
+      const run = commands[command[1]!.toLowerCase()];
+      // Commands run in order, after the ones before them (a /model may be loading a model).
+      work = work.then(async () => {
+        if (run) await run(command[2]!.trim());
+        else note(`commands: ${COMMANDS}`);
+        prompt();
+      });
+      return;
+    }
+    // One exchange at a time, as in a conversation: the next line waits for this reply.
+    work = work.then(async () => {
+      const sink = new TerminalReply(out, persona, () => raw);
+      conversation.submit({ id: `${channelId}:${Date.now()}:${++count}`, channelId, authorId: channelId, authorName: options.name, text, at: Date.now() }, sink);
+      await conversation.idle(channelId);
+      prompt();
+    });
+  });
+  prompt();
+  await new Promise<void>((resolve) => rl.once("close", resolve));
+  // Ctrl-D (or the end of piped input) lets what was typed be answered; Ctrl-C and /quit stop the reply under way.
+  if (quitting) conversation.stopReply(channelId);
+  await work;
+  process.off("SIGINT", interrupt);
+  await conversation.close(config.shutdownGraceMs);
+  if (tty) out.write("\n");
+  return 0;
+}
+
+function describe(engine: Engine, name: BackendName): string {
+  const info = engine.backends.get(name).describe();
+  return `${info.backend} (${info.model}${info.adapter ? ` + ${info.adapter}` : ""})`;
+}

@@ -1,0 +1,54 @@
+import type { Logger } from "pino";
+import { LocalBackend } from "./backends/local.ts";
+import { Backends, type LocalBackendFactory } from "./backends/registry.ts";
+import type { Config } from "./config/env.ts";
+import { Conversation } from "./conversation/conversation.ts";
+import type { ConversationEvent } from "./conversation/events.ts";
+import { SqliteStore } from "./store/sqlite.ts";
+
+export interface EngineParts {
+  /** Move an unreadable database aside instead of refusing to start (the --move-corrupt-db flag). */
+  moveCorruptDb?: boolean;
+  /** Replaces the llama.cpp backend built from config.local (for tests of the routing alone). */
+  makeLocal?: LocalBackendFactory;
+  /** Replaces the store opened from config.dbPath (for tests that make its writes fail). */
+  store?: SqliteStore;
+  onEvent?: (event: ConversationEvent) => void;
+}
+
+/** The conversation engine, whatever its front end: durable state, the backends and the channel sessions. */
+export interface Engine {
+  store: SqliteStore;
+  backends: Backends;
+  conversation: Conversation;
+  /** Lets replies in flight finish for up to `graceMs`, then releases the backends and the store. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Wires config → store → backends → conversation: shared by the Discord bot and `friend chat`. */
+export function createEngine(config: Config, logger: Logger, parts: EngineParts = {}, options: { userMessagesPerMinute?: number } = {}): Engine {
+  const store = parts.store ?? new SqliteStore({ path: config.dbPath, moveCorruptAside: parts.moveCorruptDb });
+  const backends = new Backends(config, logger, parts.makeLocal ?? (() => new LocalBackend({ ...config.local, logger })));
+  const conversation = new Conversation({
+    settings: config.settings,
+    store,
+    backend: (name) => backends.get(name),
+    backends: () => backends.created(),
+    defaultBackend: config.defaultBackend,
+    // The local backend serves as many channels at once as its context has sequences.
+    concurrency: { openai: config.settings.limits.concurrency, local: config.local.sequences },
+    userMessagesPerMinute: options.userMessagesPerMinute ?? config.userMessagesPerMinute,
+    logger,
+    onEvent: parts.onEvent,
+  });
+  return {
+    store,
+    backends,
+    conversation,
+    async close(graceMs) {
+      await conversation.close(graceMs);
+      await backends.close();
+      store.close();
+    },
+  };
+}

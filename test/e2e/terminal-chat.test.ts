@@ -1,0 +1,151 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { FakeOpenAI } from "../fakes/openai-chat.ts";
+import { eventually, useTinyModels } from "./harness.ts";
+import { ROOT } from "./process.ts";
+
+const tiny = useTinyModels();
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const step of cleanup.reverse()) await step();
+  cleanup = [];
+});
+
+interface Chat {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  say(line: string): void;
+  /** Ctrl-D: the end of input. */
+  end(): void;
+  exited: Promise<number | string>;
+}
+
+/** `friend chat` as a user runs it, with piped stdin and only the given environment. */
+function chat(args: string[], env: Record<string, string>): Chat {
+  const child = spawn(process.execPath, ["bin/friend.js", "chat", ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  const exited = once(child, "exit").then(([code, signal]) => (code ?? signal) as number | string);
+  cleanup.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await exited;
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, say: (line) => child.stdin!.write(`${line}\n`), end: () => child.stdin!.end(), exited };
+}
+
+async function setup() {
+  const openai = await FakeOpenAI.start();
+  cleanup.push(() => openai.stop());
+  const env = {
+    OPENAI_API_KEY: "sk-chat-test-1234",
+    OPENAI_BASE_URL: openai.baseURL,
+    OPENAI_MODEL: "ft:test",
+    FRIEND_DB_PATH: join(mkdtempSync(join(tmpdir(), "friend-chat-")), "friend.db"),
+    USER: "rachel",
+    ...tiny.env(),
+  };
+  return { openai, env };
+}
+
+const STARTUP = 60_000; // each run starts a process that compiles the TypeScript sources
+
+describe("friend chat", () => {
+  it("streams a cleaned reply through the same engine, with no Discord variables, and keeps the conversation across runs", async () => {
+    const { openai, env } = await setup();
+    openai.script({ text: "Friend: Oh, I don't know, what are you up for?\nRoss: (entering) Hey Ben!\nMonica: Hi!" });
+    const first = chat([], env);
+    first.say("what should we do tonight?");
+    first.end();
+    expect(await first.exited).toBe(0);
+    expect(first.stdout()).toContain("Friend: Oh, I don't know, what are you up for?\n");
+    expect(first.stdout()).not.toContain("Ross");
+    const request = openai.requests[0]!.body;
+    expect(request.messages.at(-1)).toEqual({ role: "user", name: "rachel", content: "what should we do tonight?" });
+    expect(request.stop).toContain("\nrachel:");
+
+    openai.script({ text: "Still here." });
+    const second = chat([], env);
+    second.say("remember me?");
+    second.end();
+    expect(await second.exited).toBe(0);
+    expect(openai.requests[1]!.body.messages.slice(1).map((m) => m.content)).toEqual(["what should we do tonight?", "Oh, I don't know, what are you up for?", "remember me?"]);
+    expect(first.stderr()).toBe("");
+  }, STARTUP * 2);
+
+  it("--raw shows the model's raw output and the cut follow-on speaker; /raw turns it off", async () => {
+    const { openai, env } = await setup();
+    openai.script({ text: "Friend: Sure thing.\nRoss: (entering) Hey Ben!" }, { text: "Okay.\nRoss: bye" });
+    const c = chat(["--raw"], env);
+    c.say("hi");
+    c.say("/raw");
+    c.say("again");
+    c.end();
+    expect(await c.exited).toBe(0);
+    const out = c.stdout();
+    expect(out).toContain("Friend: Sure thing.\n");
+    // Raw output as far as it was read: the generation ends as soon as the cleaner is sure of the cut.
+    expect(out).toContain(`┆ raw: ${JSON.stringify("Friend: Sure thing.\nRoss: ")}`);
+    expect(out).toContain(`┆ cut: ${JSON.stringify("Friend: ")} … ${JSON.stringify("\nRoss: ")}`);
+    expect(out).toContain("(raw output off)");
+    expect(out).toContain("Friend: Okay.\n");
+    expect(out.match(/┆ raw:/g)).toHaveLength(1);
+  }, STARTUP);
+
+  it("/reset forgets the conversation; /model local switches to the local model; /status says so", async () => {
+    const { openai, env } = await setup();
+    openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+    const c = chat([], env);
+    c.say("one");
+    c.say("/reset");
+    c.say("two");
+    c.say("/model local");
+    c.say("hi local");
+    c.say("/status");
+    c.end();
+    expect(await c.exited).toBe(0);
+    const out = c.stdout();
+    expect(out).toContain("(forgot 2 turns; fresh start)");
+    expect(openai.requests.map((r) => r.body.messages.slice(1).map((m) => m.content))).toEqual([["one"], ["two"]]);
+    expect(out).toContain("(switched to local (tiny-script.gguf))");
+    expect(out).toContain("Friend: Oh, I don't know.\n");
+    expect(out).toMatch(/\(local \(tiny-script\.gguf\); local model loaded; window 4 turns, \d+ tokens\)/);
+  }, STARTUP);
+
+  it("Ctrl-C mid-reply stops that reply where it stands and the chat goes on; Ctrl-C at the prompt leaves with 0", async () => {
+    const { openai, env } = await setup();
+    openai.script({ text: "Well, this is a very long answer that goes on and on and on and on.", chunkDelayMs: 300 });
+    openai.otherwise(() => ({ text: "Next answer." }));
+    const c = chat([], env);
+    c.say("tell me a story");
+    await eventually(() => c.stdout().includes("Friend: Well,"), "the reply to begin", 30_000);
+    c.child.kill("SIGINT");
+    c.say("and then?");
+    await eventually(() => c.stdout().includes("Friend: Next answer."), "the next reply", 30_000);
+    expect(c.stdout()).not.toContain("on and on.");
+    // What stood when it was stopped is Friend's turn; the unseen rest is not.
+    const remembered = openai.requests[1]!.body.messages.slice(1);
+    expect(remembered[1]!.role).toBe("assistant");
+    expect(remembered[1]!.content).toMatch(/^Well,/);
+    expect(remembered[1]!.content).not.toContain("on and on.");
+    c.child.kill("SIGINT");
+    expect(await c.exited).toBe(0);
+  }, STARTUP);
+
+  it("needs only the chosen backend's variables, and says clearly what is missing", async () => {
+    const { env } = await setup();
+    const c = chat(["--backend", "openai"], { ...env, OPENAI_MODEL: "" });
+    c.end();
+    expect(await c.exited).toBe(1);
+    expect(c.stderr()).toContain("OPENAI_MODEL: is required when FRIEND_BACKEND=openai");
+    expect(c.stderr()).not.toContain("DISCORD_TOKEN");
+    expect(c.stderr()).not.toMatch(/\n\s+at /);
+  }, STARTUP);
+});
