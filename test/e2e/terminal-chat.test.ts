@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { FakeModelServer } from "../fakes/model-server.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { eventually, useTinyModels } from "./harness.ts";
 import { ROOT } from "./process.ts";
@@ -27,8 +28,8 @@ interface Chat {
 }
 
 /** `friend chat` as a user runs it, with piped stdin and only the given environment. */
-function chat(args: string[], env: Record<string, string>): Chat {
-  const child = spawn(process.execPath, ["bin/friend.js", "chat", ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
+function chat(args: string[], env: Record<string, string>, cwd = ROOT): Chat {
+  const child = spawn(process.execPath, [join(ROOT, "bin/friend.js"), "chat", ...args], { cwd, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d) => (stdout += d));
@@ -138,6 +139,27 @@ describe("friend chat", () => {
     c.child.kill("SIGINT");
     expect(await c.exited).toBe(0);
   }, STARTUP);
+
+  it("--backend local with LLAMA_MODEL_PATH a URL: downloads the model once into models/, then answers, cleaned", async () => {
+    const server = await FakeModelServer.start();
+    cleanup.push(() => server.stop());
+    server.file("/files/tiny-script.gguf", readFileSync(tiny.models().model));
+    const home = mkdtempSync(join(tmpdir(), "friend-clone-")); // where a user runs it: no .env, no models/
+    const env = { FRIEND_DB_PATH: join(home, "data", "friend.db"), LLAMA_MODEL_PATH: `${server.url}/files/tiny-script.gguf`, LLAMA_LORA_PATH: "", LLAMA_THREADS: "1", LLAMA_CONTEXT_SIZE: "512" };
+    const c = chat(["--backend", "local"], env, home);
+    c.say("hi");
+    c.end();
+    expect(await c.exited).toBe(0);
+    expect(c.stdout()).toContain("Friend: Oh, I don't know.\n");
+    expect(existsSync(join(home, "models", "tiny-script.gguf"))).toBe(true);
+    const fetched = server.requests.length;
+    const again = chat(["--backend", "local"], env, home);
+    again.say("hi again");
+    again.end();
+    expect(await again.exited).toBe(0);
+    expect(again.stdout()).toContain("Friend: Oh, I don't know.\n");
+    expect(server.requests).toHaveLength(fetched); // present: used without the network
+  }, STARTUP * 2);
 
   it("needs only the chosen backend's variables, and says clearly what is missing", async () => {
     const { env } = await setup();
