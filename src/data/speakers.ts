@@ -89,3 +89,8 @@ export function soleMainSpeaker(speakers: readonly string[]): MainCharacter | un
   const only = speakers.length === 1 ? speakers[0] : undefined;
   return only !== undefined && isMainCharacter(only) ? only : undefined;
 }
+
+/** Every spelling that names one main character ("mnca", "ross geller", …), lower-cased. */
+export function mainCharacterSpellings(): string[] {
+  return [...MAIN_CHARACTER_ALIASES.keys()];
+}

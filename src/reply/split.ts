@@ -1,3 +1,5 @@
+import { closesFence, fenceLine } from "./fences.ts";
+
 /** Discord's limit on one message's content. */
 export const DISCORD_MESSAGE_LIMIT = 2000;
 
@@ -8,8 +10,6 @@ const MAX_FENCE_MARKER = 64;
 /** A longer info string is not a language name; the reopened fence leaves it out. */
 const MAX_FENCE_LANGUAGE = 32;
 
-/** A fence line: ``` or ~~~ (three or more), then an info string (no backticks after backticks). */
-const FENCE_LINE = /^[ \t]*(?:(`{3,})([^\n`]*)|(~{3,})([^\n]*))$/gm;
 
 interface Fence {
   /** The opening line to repeat in the next message, e.g. "```ts". */
@@ -31,14 +31,13 @@ export interface MessagePart {
 /** The code fence still open at the end of `text`, if any. */
 function openFence(text: string): Fence | null {
   let open: Fence | null = null;
-  for (const match of text.matchAll(FENCE_LINE)) {
-    const marker = match[1] ?? match[3]!;
-    const info = (match[2] ?? match[4]!).trim();
-    if (marker.length > MAX_FENCE_MARKER) continue;
+  for (const line of text.split("\n")) {
+    const fence = fenceLine(line);
+    if (!fence || fence.marker.length > MAX_FENCE_MARKER) continue;
     if (!open) {
-      const language = info.split(/\s/, 1)[0]!;
-      open = { opener: marker + (language.length <= MAX_FENCE_LANGUAGE ? language : ""), marker };
-    } else if (marker[0] === open.marker[0] && marker.length >= open.marker.length && !info) {
+      const language = fence.info.trim().split(/\s/, 1)[0]!;
+      open = { opener: fence.marker + (language.length <= MAX_FENCE_LANGUAGE ? language : ""), marker: fence.marker };
+    } else if (closesFence(fence, open.marker)) {
       open = null;
     }
   }
