@@ -1,5 +1,5 @@
 import { systemPromptFor, type Persona } from "../config/settings.ts";
-import { knownSpeakers, readLabel } from "../reply/speakers.ts";
+import { knownSpeakers, readLabel, type KnownSpeakers } from "../reply/speakers.ts";
 import type { Turn } from "./turn.ts";
 
 export const MAX_NAME_LENGTH = 32;
@@ -41,7 +41,10 @@ export function scriptLine(text: string): string {
  * Labels are read as the reply cleaner reads them (fullwidth, zero-width, list and quote forms too).
  */
 export function neutraliseLabels(text: string, personaName: string, windowNames: Iterable<string>): string {
-  const speakers = knownSpeakers(personaName, windowNames);
+  return neutraliseLabelsOf(text, knownSpeakers(personaName, windowNames));
+}
+
+function neutraliseLabelsOf(text: string, speakers: KnownSpeakers): string {
   const parts = text.split(new RegExp(`(${LINE_BREAK.source})`));
   // Lines with words, each with the line breaks (and blank lines) before it.
   const lines = [{ before: "", text: parts[0]! }];
@@ -125,11 +128,11 @@ function personaPrompt(persona: Persona, author: string): string {
  * was trained on bare lines with no name in the content.
  */
 export function renderChat(persona: Persona, turns: readonly Turn[]): ChatMessage[] {
-  const names = recentSpeakers(turns);
+  const speakers = knownSpeakers(persona.name, recentSpeakers(turns));
   const messages: ChatMessage[] = [{ role: "system", content: personaPrompt(persona, addressee(turns)) }];
   for (const turn of turns) {
     if (turn.fromFriend) messages.push({ role: "assistant", content: turn.text });
-    else messages.push({ role: "user", name: chatName(turn.author), content: neutraliseLabels(turn.text, persona.name, names) });
+    else messages.push({ role: "user", name: chatName(turn.author), content: neutraliseLabelsOf(turn.text, speakers) });
   }
   return messages;
 }

@@ -89,6 +89,17 @@ function startsCapitalised(name: string): boolean {
   return letter === undefined || letter !== letter.toLowerCase();
 }
 
+let cast: [key: string, needsCapital: boolean][] | undefined;
+
+/** The keys of every name known before any window: computed once. */
+function castKeys(): [key: string, needsCapital: boolean][] {
+  cast ??= [
+    ...[...MAIN_CAST, ...mainCharacterSpellings(), ...CHAT_ROLE_LABELS].map((name) => [nameKey(name), false] as [string, boolean]),
+    ...[...RECURRING_CAST, ...GROUP_LABELS].map((name) => [nameKey(name), true] as [string, boolean]),
+  ];
+  return cast;
+}
+
 export type SpeakerKind = "persona" | "other";
 
 /**
@@ -104,8 +115,8 @@ export class KnownSpeakers {
 
   constructor(personaName: string, windowNames: Iterable<string>) {
     for (const name of [personaName, ...PERSONA_ALIASES]) this.#add(this.#persona, name);
-    for (const name of [...MAIN_CAST, ...mainCharacterSpellings(), ...CHAT_ROLE_LABELS, ...windowNames]) this.#addOther(name, false);
-    for (const name of [...RECURRING_CAST, ...GROUP_LABELS]) this.#addOther(name, true);
+    for (const name of windowNames) this.#addOther(nameKey(name), false);
+    for (const [key, needsCapital] of castKeys()) this.#addOther(key, needsCapital);
   }
 
   /** Whose label `name` (with its stage direction, if any) is, or null when it is not a speaker's. */
@@ -172,8 +183,7 @@ export class KnownSpeakers {
     if (key) set.add(key);
   }
 
-  #addOther(name: string, needsCapital: boolean): void {
-    const key = nameKey(name);
+  #addOther(key: string, needsCapital: boolean): void {
     if (!key || this.#persona.has(key)) return;
     // A name known in any case stays so when it also appears in a capitalised-only list.
     this.#others.set(key, (this.#others.get(key) ?? true) && needsCapital);
