@@ -8,11 +8,11 @@ export interface CleanOptions {
   windowNames?: Iterable<string>;
 }
 
+// Each run of spaces is followed by something else, so the direction regexes never backtrack more than once.
 const LEAD = String.raw`^[ \t\p{Cf}]*(?:[*_]+[ \t]*)?`;
 const TAIL = String.raw`[ \t]*(?:[*_]+[ \t]*)?`;
 /** What may come before a direction's first letter: `(*sighs*)`, `([Scene: …])`, `("quietly")`. */
 const OPENERS = String.raw`[*_"“'[(]*`;
-// Each run of spaces is followed by something else, so neither regex below backtracks more than once.
 /**
  * A line that is only a stage direction: `(Ross enters)`, `[Scene: Central Perk]`, `*(laughs)*`.
  * Its words start with a letter, so `(1 + 2)` and `[1, 2, 3]` are not directions.
