@@ -1,8 +1,9 @@
-// npm run bench [-- data|local|load|soak|disruption [args]]: runs the benchmarks, one process each,
-// so one bench's memory never shows up in another's figures. With no name: data, local, load.
+// npm run bench [-- tokens|data|local|load|soak|disruption [args]]: runs the benchmarks, one process each,
+// so one bench's memory never shows up in another's figures. With no name: tokens, data, local, load.
 import { spawnSync } from "node:child_process";
 
 const BENCHES: Record<string, string[]> = {
+  tokens: ["bench/tokens.ts"],
   data: ["bench/data.ts"],
   local: ["bench/local.ts"],
   load: ["bench/load.ts", "load"],
@@ -11,7 +12,7 @@ const BENCHES: Record<string, string[]> = {
 };
 
 const [name, ...args] = process.argv.slice(2);
-const chosen = name ? [name] : ["data", "local", "load"];
+const chosen = name ? [name] : ["tokens", "data", "local", "load"];
 for (const bench of chosen) {
   const command = BENCHES[bench];
   if (!command) {

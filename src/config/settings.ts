@@ -68,7 +68,10 @@ export function loadSettings(path: string = DEFAULT_SETTINGS_PATH): Settings {
   return parsed.data;
 }
 
-/** The persona's system prompt addressed to one person. */
+/**
+ * The persona's system prompt addressed to one person. The name lands in the system role, so
+ * callers pass a safe short form, never a raw display name (see personaPrompt in prompt.ts).
+ */
 export function systemPromptFor(persona: Persona, userName: string): string {
   return persona.systemPrompt.replaceAll("{user}", userName);
 }

@@ -1,12 +1,14 @@
-import { getEncoding, type Tiktoken } from "js-tiktoken";
+import cl100kBase from "js-tiktoken/ranks/cl100k_base";
+import { BpeTokenCounter } from "./bpe.ts";
 
-let encoding: Tiktoken | undefined;
+let cl100k: BpeTokenCounter | undefined;
 
 /**
- * Token count with OpenAI's cl100k_base encoding. The window uses it as its budget for both
- * backends; the local backend enforces its own context with the model's tokenizer on top.
+ * Token count with OpenAI's cl100k_base encoding, exact and in O(n log n) for any text (see
+ * BpeTokenCounter). Each turn is counted once and the count stored with it; the OpenAI backend fits
+ * its prompt by these counts (the local backend uses the model's own tokenizer).
  */
 export function countTokens(text: string): number {
-  encoding ??= getEncoding("cl100k_base");
-  return encoding.encode(text, [], []).length;
+  cl100k ??= new BpeTokenCounter(cl100kBase);
+  return cl100k.count(text);
 }

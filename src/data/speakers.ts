@@ -1,26 +1,4 @@
-import { MAIN_CHARACTERS, type MainCharacter } from "../core/cast.ts";
-
-/** Lower-cased spellings seen in transcripts, mapped to the canonical name. */
-const MAIN_CHARACTER_ALIASES: ReadonlyMap<string, MainCharacter> = new Map<string, MainCharacter>([
-  ...MAIN_CHARACTERS.map((name) => [name.toLowerCase(), name] as const),
-  // Abbreviations from the Kaggle file's early transcribers.
-  ["mnca", "Monica"],
-  ["rach", "Rachel"],
-  ["phoe", "Phoebe"],
-  ["pheebs", "Phoebe"],
-  ["chan", "Chandler"],
-  ["chand", "Chandler"],
-  // Full names, as in the emorynlp speakers lists.
-  ["monica geller", "Monica"],
-  ["monica geller-bing", "Monica"],
-  ["monica bing", "Monica"],
-  ["rachel green", "Rachel"],
-  ["phoebe buffay", "Phoebe"],
-  ["joey tribbiani", "Joey"],
-  ["joseph tribbiani", "Joey"],
-  ["chandler bing", "Chandler"],
-  ["ross geller", "Ross"],
-]);
+import { MAIN_CHARACTER_ALIASES, MAIN_CHARACTERS, type MainCharacter } from "../core/cast.ts";
 
 const EVERYONE_LABELS = new Set(["all", "everyone", "everybody", "all six", "the gang"]);
 

@@ -1,9 +1,15 @@
+import { closesFence, fenceLine } from "./fences.ts";
+
 /** Discord's limit on one message's content. */
 export const DISCORD_MESSAGE_LIMIT = 2000;
 
-const FENCE_LINE = /^[ \t]*(`{3,}|~{3,})([^\n`]*)$/gm;
-/** Room kept at the end of a message to close a code block that is open at the cut. */
-const FENCE_RESERVE = 12;
+/** The smallest limit splitMessage accepts: room for text besides a closed and reopened fence. */
+export const MIN_SPLIT_LIMIT = 400;
+/** Longer fence markers are treated as text: closing and reopening them would crowd out the text. */
+const MAX_FENCE_MARKER = 64;
+/** A longer info string is not a language name; the reopened fence leaves it out. */
+const MAX_FENCE_LANGUAGE = 32;
+
 
 interface Fence {
   /** The opening line to repeat in the next message, e.g. "```ts". */
@@ -12,12 +18,28 @@ interface Fence {
   marker: string;
 }
 
+/** One Discord message of a split reply: a slice of the reply, plus the fence lines added around it. */
+export interface MessagePart {
+  /** "" or a fence opener and "\n", reopening the code block the previous part closed. */
+  reopen: string;
+  /** The reply's own text. */
+  body: string;
+  /** "" or "\n" and a fence marker, closing the code block still open at the cut. */
+  close: string;
+}
+
 /** The code fence still open at the end of `text`, if any. */
 function openFence(text: string): Fence | null {
   let open: Fence | null = null;
-  for (const [, marker, info] of text.matchAll(FENCE_LINE)) {
-    if (!open) open = { opener: `${marker}${info!.trim()}`, marker: marker! };
-    else if (marker![0] === open.marker[0] && marker!.length >= open.marker.length && !info!.trim()) open = null;
+  for (const line of text.split("\n")) {
+    const fence = fenceLine(line);
+    if (!fence || fence.marker.length > MAX_FENCE_MARKER) continue;
+    if (!open) {
+      const language = fence.info.trim().split(/\s/, 1)[0]!;
+      open = { opener: fence.marker + (language.length <= MAX_FENCE_LANGUAGE ? language : ""), marker: fence.marker };
+    } else if (closesFence(fence, open.marker)) {
+      open = null;
+    }
   }
   return open;
 }
@@ -47,25 +69,48 @@ function cutPoint(text: string, max: number): number {
 /**
  * Splits a reply into Discord messages of at most `limit` characters, at paragraph, sentence or
  * word boundaries. A code block that spans a cut is closed at the end of one message and reopened,
- * with its language, at the start of the next, so each message renders on its own.
+ * with its language, at the start of the next, so each message renders on its own. The bodies are
+ * the reply itself: joined, with only the whitespace at each cut between them, they give it back.
  */
-export function splitMessage(text: string, limit: number = DISCORD_MESSAGE_LIMIT): string[] {
-  const chunks: string[] = [];
+export function splitMessageParts(text: string, limit: number = DISCORD_MESSAGE_LIMIT): MessagePart[] {
+  if (limit < MIN_SPLIT_LIMIT) throw new RangeError(`splitMessage needs a limit of at least ${MIN_SPLIT_LIMIT} characters, got ${limit}`);
+  const parts: MessagePart[] = [];
   let rest = text.trim();
   let reopen = "";
   while (rest) {
-    const head = reopen ? `${reopen}\n` : "";
-    if (head.length + rest.length <= limit) {
-      chunks.push(head + rest);
+    if (reopen.length + rest.length <= limit) {
+      parts.push({ reopen, body: rest, close: "" });
       break;
     }
-    const cut = cutPoint(rest, limit - head.length - FENCE_RESERVE);
-    const body = head + rest.slice(0, cut).trimEnd();
-    const fence = openFence(body);
-    chunks.push(fence ? `${body}\n${fence.marker}` : body);
-    reopen = fence?.opener ?? "";
-    // Drop the boundary itself, but keep a code line's indentation.
-    rest = rest.slice(cut).replace(/^(?:\n+|[ \t]+)/, "");
+    // The fence to close depends on where the cut lands: shrink the room until body and fence fit.
+    let room = limit - reopen.length;
+    for (;;) {
+      const cut = cutPoint(rest, room);
+      const body = rest.slice(0, cut).trimEnd();
+      const fence = openFence(reopen + body);
+      const close = fence ? `\n${fence.marker}` : "";
+      const overflow = reopen.length + body.length + close.length - limit;
+      if (overflow > 0) {
+        room -= overflow;
+        continue;
+      }
+      if (body) parts.push({ reopen, body, close });
+      reopen = fence ? `${fence.opener}\n` : "";
+      rest = dropCutWhitespace(rest.slice(cut));
+      break;
+    }
   }
-  return chunks.filter((chunk) => chunk.trim() !== "");
+  return parts;
+}
+
+/** Drops the whitespace at a cut, blank lines included, but keeps the next line's indentation. */
+function dropCutWhitespace(rest: string): string {
+  const space = /^\s*/.exec(rest)![0];
+  const lineStart = space.lastIndexOf("\n") + 1;
+  return rest.slice(lineStart > 0 ? lineStart : space.length);
+}
+
+/** splitMessageParts, each part as the message text Discord gets. */
+export function splitMessage(text: string, limit: number = DISCORD_MESSAGE_LIMIT): string[] {
+  return splitMessageParts(text, limit).map((part) => part.reopen + part.body + part.close);
 }

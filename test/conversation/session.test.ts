@@ -40,7 +40,7 @@ describe("ChannelSession: one owner per channel", () => {
     const sink = new RecordingSink();
     conversation.submit(message("c", "hi"), sink);
     (await openai.generation(0)).say("Friend: (shrugs)").end();
-    (await openai.generation(1)).say("[Scene: Central Perk]").end();
+    (await openai.generation(1)).say("Ross: hey").end(); // someone else's line is no reply of Friend's
     expect(await sink.finished.promise).toBe(settings.persona.fallbackReply);
   });
 });

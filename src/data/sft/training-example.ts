@@ -1,4 +1,5 @@
-import { Tiktoken, type TiktokenBPE } from "js-tiktoken/lite";
+import type { TiktokenBPE } from "js-tiktoken/lite";
+import { BpeTokenCounter } from "../../core/bpe.ts";
 import { FINETUNE_MODELS, type FinetuneModel } from "../openai-models.ts";
 import type { ExchangePair } from "./pairs.ts";
 
@@ -38,13 +39,13 @@ const RANKS: Record<(typeof FINETUNE_MODELS)[FinetuneModel]["encoding"], () => P
   cl100k_base: async () => (await import("js-tiktoken/ranks/cl100k_base")).default,
   o200k_base: async () => (await import("js-tiktoken/ranks/o200k_base")).default,
 };
-const encodings = new Map<string, Promise<Tiktoken>>();
+const encodings = new Map<string, Promise<BpeTokenCounter>>();
 
 export async function loadExampleTokenizer(model: FinetuneModel): Promise<ExampleTokenizer> {
   const name = FINETUNE_MODELS[model].encoding;
   let encoding = encodings.get(name);
   if (!encoding) {
-    encoding = RANKS[name]().then((ranks) => new Tiktoken(ranks));
+    encoding = RANKS[name]().then((ranks) => new BpeTokenCounter(ranks));
     encodings.set(name, encoding);
   }
   const loaded = await encoding;
@@ -54,7 +55,7 @@ export async function loadExampleTokenizer(model: FinetuneModel): Promise<Exampl
     let tokens = counted.get(text);
     if (tokens === undefined) {
       // Special-token text such as "<|endoftext|>" in a line of dialogue is counted as plain text.
-      tokens = loaded.encode(text, [], []).length;
+      tokens = loaded.count(text);
       if (counted.size >= TOKEN_CACHE_SIZE) counted.clear();
       counted.set(text, tokens);
     }
