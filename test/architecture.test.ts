@@ -45,7 +45,9 @@ describe("architecture", () => {
     expect([...(graph.get("core") ?? [])]).toEqual([]);
   });
 
-  it("keeps the conversation engine free of Discord, the store's implementation and ops", () => {
-    expect([...(graph.get("conversation") ?? [])].filter((f) => ["discord", "store", "ops"].includes(f))).toEqual([]);
+  it("runs discord → conversation → backends → core, never back up the chain", () => {
+    const below = (folder: string, others: string[]) => [...(graph.get(folder) ?? [])].filter((f) => others.includes(f));
+    expect(below("conversation", ["discord", "chat", "store", "ops"])).toEqual([]);
+    expect(below("backends", ["discord", "chat", "conversation", "store", "ops"])).toEqual([]);
   });
 });

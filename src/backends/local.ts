@@ -23,7 +23,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { pino, type Logger } from "pino";
-import { recentSpeakers, renderScript } from "../conversation/prompt.ts";
+import { recentSpeakers, renderScript } from "./prompt.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
 import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "../core/backend.ts";
 import { ChannelSlots, type Lease } from "./local/channel-slots.ts";

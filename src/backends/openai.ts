@@ -1,7 +1,7 @@
 import OpenAI from "openai";
 import type { Logger } from "pino";
 import type { OpenAIConfig } from "../config/env.ts";
-import { renderChat } from "../conversation/prompt.ts";
+import { renderChat } from "./prompt.ts";
 import { countTokens } from "../core/tokens.ts";
 import type { Turn } from "../core/turn.ts";
 import { fitPrompt } from "./prompt-fit.ts";

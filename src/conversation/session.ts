@@ -7,7 +7,7 @@ import { stopSequences } from "../reply/speakers.ts";
 import { splitMessage } from "../reply/split.ts";
 import type { Admission } from "./admission.ts";
 import type { ConversationEvent } from "./events.ts";
-import { recentSpeakers } from "./prompt.ts";
+import { recentSpeakers } from "../backends/prompt.ts";
 import type { ConversationStore } from "./store.ts";
 import { countTokens } from "../core/tokens.ts";
 import { ChannelWindow } from "./window.ts";

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendError } from "../../src/core/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
-import { recentSpeakers, renderScript } from "../../src/conversation/prompt.ts";
+import { recentSpeakers, renderScript } from "../../src/backends/prompt.ts";
 import { cleanReply, streamingView } from "../../src/reply/clean.ts";
 import { stopSequences } from "../../src/reply/speakers.ts";
 import { TINY_REPLY, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
