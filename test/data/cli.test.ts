@@ -157,6 +157,14 @@ describe("friend data chunks", () => {
     }
   });
 
+  it("counts approximately, and says why, when LLAMA_MODEL_PATH names a download rather than a file", async () => {
+    const run = await friend(["data", "chunks", "--input", fixture("kaggle-sample.txt"), "--out", "c.jsonl"], { LLAMA_MODEL_PATH: "hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M" });
+    expect(run.err).toEqual([
+      "LLAMA_MODEL_PATH is hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M, not a file: counting tokens approximately. Give --tokenizer-model with the downloaded .gguf (in models/) for exact counts.",
+    ]);
+    expect(run.out.some((l) => l.startsWith("token counts: APPROXIMATE"))).toBe(true);
+  });
+
   it.each([
     [["data", "chunks", "--input", "Friends_Transcript.txt", "--out", "c.jsonl", "--chunk-tokens", "4"], 'friend data chunks: --chunk-tokens must be a whole number from 8 to 1000000, not "4"'],
     [["data", "chunks", "--input", "Friends_Transcript.txt", "--out", "c.jsonl", "--tokenizer-model", "nope.gguf"], /^friend data chunks: tokenizer model .*nope\.gguf does not exist; give the base model's \.gguf file$/],

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { describeModelSource, parseModelSource, type ModelSource } from "../../core/model-source.ts";
 import { CommandError } from "../errors.ts";
 import { DEFAULT_CHUNK_TOKENS, chunkStats, dialogueRuns, packChunks } from "../chunks/dialogue-chunks.ts";
 import { approximateTokenCounter, loadModelTokenCounter, type TokenCounter } from "../chunks/token-counter.ts";
@@ -29,7 +30,7 @@ export async function runDataChunks(argv: string[], io: CommandIo): Promise<numb
   const input = requiredOption(values.input, "input");
   const out = requiredOption(values.out, "out");
   const chunkTokens = integerOption(values["chunk-tokens"], "chunk-tokens", DEFAULT_CHUNK_TOKENS, 8, 1_000_000);
-  const modelPath = values["tokenizer-model"] ?? envWithDotenv(io, ".env").LLAMA_MODEL_PATH;
+  const modelPath = values["tokenizer-model"] ?? tokenizerFromEnv(io);
 
   const transcript = readTranscriptFor(io, input, values.format);
   const runs = dialogueRuns(transcript.scenes);
@@ -50,4 +51,22 @@ export async function runDataChunks(argv: string[], io: CommandIo): Promise<numb
     await counter.dispose();
   }
   return 0;
+}
+
+/** LLAMA_MODEL_PATH when it names a file; an hf: URI or URL is a download, not a tokenizer at hand. */
+function tokenizerFromEnv(io: CommandIo): string | undefined {
+  const value = envWithDotenv(io, ".env").LLAMA_MODEL_PATH;
+  if (!value) return undefined;
+  const source = safeParse(value);
+  if (source?.kind === "file") return value;
+  io.err(`LLAMA_MODEL_PATH is ${source ? describeModelSource(source) : value}, not a file: counting tokens approximately. Give --tokenizer-model with the downloaded .gguf (in models/) for exact counts.`);
+  return undefined;
+}
+
+function safeParse(value: string): ModelSource | undefined {
+  try {
+    return parseModelSource(value);
+  } catch {
+    return undefined;
+  }
 }
