@@ -26,7 +26,7 @@ if [ ! -f "$built" ]; then
   tmp="$(mktemp -d)"
   cp -r node_modules/better-sqlite3/. "$tmp"
   rm -rf "$tmp/build"
-  (cd "$tmp" && PATH="$node24/bin:$PATH" npm_config_nodedir="$node24" npm run --silent build-release) \
+  (cd "$tmp" && PATH="$node24/bin:$PATH" npm_config_nodedir="$node24" JOBS="${JOBS:-max}" npm run --silent build-release) \
     >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
   mkdir -p "$node24/addons"
   cp "$tmp/build/Release/better_sqlite3.node" "$built.part"
