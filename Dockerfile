@@ -3,7 +3,7 @@
 #   docker build -t friend:cuda --build-arg GPU=cuda .   keeps the CUDA binaries; run with --gpus all
 # scripts/container-smoke.sh performs these same steps without Docker; keep the two in step.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # --- build: compile TypeScript, then keep production dependencies only ---
 FROM ${NODE_IMAGE} AS build

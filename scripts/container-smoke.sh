@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Performs the Dockerfile's build and runtime steps without Docker, in a clean temporary copy of
 # the repository, then starts the result against a loopback fake Discord, waits for /healthz to
-# answer 200, stops it with SIGTERM and reports the install size.
+# answer 200, stops it with SIGTERM and reports the install size. Every step runs on the image's
+# Node major, from scripts/node24.sh (node-gyp builds better-sqlite3 against its headers).
 #   usage: scripts/container-smoke.sh [cpu|cuda|vulkan]
 set -euo pipefail
 gpu="${1:-cpu}"
@@ -10,11 +11,20 @@ work="$(mktemp -d)"
 trap 'kill "${friend_pid:-}" "${fakes_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 say() { printf '\n== %s\n' "$*"; }
 
+image="$(sed -n 's/^ARG NODE_IMAGE=//p' "$repo/Dockerfile")"
+node_dir="$(bash "$repo/scripts/node24.sh")"
+export PATH="$node_dir/bin:$PATH" npm_config_nodedir="$node_dir"
+major="$(node -p 'process.versions.node.split(".")[0]')"
+case "$image" in
+  "node:$major-"*) ;;
+  *) echo "FAIL: the Dockerfile's $image is not Node $major, which this script runs on"; exit 1 ;;
+esac
+
 say "copy the repository's tracked files (what the Docker build context holds)"
 mkdir -p "$work/context"
 git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && xargs -0 cp --parents -t "$work/context")
 
-say "build stage (Dockerfile: FROM node:20-bookworm-slim AS build)"
+say "build stage (Dockerfile: FROM $image AS build), on Node $(node --version)"
 mkdir -p "$work/build"
 cd "$work/build"
 cp "$work/context/package.json" "$work/context/package-lock.json" .
@@ -26,7 +36,7 @@ npm prune --omit=dev --no-audit --no-fund
 mkdir -p scripts && cp "$work/context/scripts/prune-gpu-binaries.sh" scripts/
 sh scripts/prune-gpu-binaries.sh node_modules "$gpu"
 
-say "runtime stage (Dockerfile: FROM node:20-bookworm-slim AS runtime)"
+say "runtime stage (Dockerfile: FROM $image AS runtime), on Node $(node --version)"
 mkdir -p "$work/app"
 cd "$work/app"
 cp -r "$work/build/node_modules" ./node_modules
