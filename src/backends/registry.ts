@@ -12,7 +12,7 @@ export class Backends {
   #local: Backend | undefined;
 
   constructor(
-    private readonly config: Config,
+    config: Config,
     logger: Logger,
     private readonly makeLocal: LocalBackendFactory,
   ) {

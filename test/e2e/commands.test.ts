@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
-import { eventually, startWorld, useTinyModels, type World } from "./harness.ts";
+import { FakeDiscord } from "../fakes/discord.ts";
+import { eventually, interactionReply, startWorld, useTinyModels, type World } from "./harness.ts";
 
 const MANAGE_CHANNELS = (1n << 4n).toString();
 const MANAGE_MESSAGES = (1n << 13n).toString();
@@ -15,16 +15,6 @@ afterEach(async () => {
 });
 
 const localEnv = tiny.env;
-
-/** The text of an interaction's reply, whether it answered at once or deferred and edited. */
-async function interactionReply(discord: FakeDiscord, token: string): Promise<{ content?: string; embeds?: unknown[]; flags?: number }> {
-  const callback = await discord.waitForRest((c) => c.method === "POST" && c.path.startsWith("/interactions/") && c.path.includes(`/${token}/`));
-  if (callback.body.type === 4) return callback.body.data;
-  expect(callback.body.type).toBe(5); // deferred
-  expect(callback.body.data.flags).toBe(64);
-  const edit: RestCall = await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/webhooks/`) && c.path.includes(`/${token}/messages/@original`));
-  return edit.body;
-}
 
 describe("slash command registration", () => {
   it("registers /model, /reset and /status in the configured guild with one bulk PUT", async () => {

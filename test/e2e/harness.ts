@@ -1,10 +1,10 @@
 import { rmSync } from "node:fs";
 import { Writable } from "node:stream";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { startFriend, type Friend, type FriendParts } from "../../src/app.ts";
 import { loadConfig, type Config } from "../../src/config/env.ts";
 import { createLogger } from "../../src/log.ts";
-import { FakeDiscord } from "../fakes/discord.ts";
+import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
 
@@ -111,4 +111,14 @@ export function useTinyModels(): { models: () => TinyModelSet; env: (extra?: Rec
     models,
     env: (extra = {}) => ({ LLAMA_MODEL_PATH: models().model, LLAMA_LORA_PATH: "", LLAMA_THREADS: "1", LLAMA_CONTEXT_SIZE: "512", LLAMA_SEQUENCES: "2", ...extra }),
   };
+}
+
+/** The text of an interaction's ephemeral reply, whether it answered at once or deferred and edited. */
+export async function interactionReply(discord: FakeDiscord, token: string): Promise<{ content?: string; embeds?: unknown[]; flags?: number }> {
+  const callback = await discord.waitForRest((c) => c.method === "POST" && c.path.startsWith("/interactions/") && c.path.includes(`/${token}/`));
+  if (callback.body.type === 4) return callback.body.data;
+  expect(callback.body.type).toBe(5); // deferred
+  expect(callback.body.data.flags).toBe(64);
+  const edit: RestCall = await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/webhooks/`) && c.path.includes(`/${token}/messages/@original`));
+  return edit.body;
 }

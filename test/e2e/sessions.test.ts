@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 import { ScriptedBackend } from "../conversation/scripted.ts";
-import type { FakeDiscord, RestCall } from "../fakes/discord.ts";
-import { eventually, startWorld, type World } from "./harness.ts";
+import type { FakeDiscord } from "../fakes/discord.ts";
+import { eventually, interactionReply, startWorld, type World } from "./harness.ts";
 
 const MANAGE_CHANNELS = (1n << 4n).toString();
 const MANAGE_MESSAGES = (1n << 13n).toString();
@@ -21,14 +21,6 @@ afterEach(async () => {
 const mention = (discord: FakeDiscord, text: string) => ({ content: `<@${discord.botUser.id}> ${text}`, mentions: [discord.botUser as never] });
 const replyTo = (discord: FakeDiscord, channel: string, messageId: string) =>
   discord.botMessages(channel).filter((m) => m.body.message_reference?.message_id === messageId);
-
-/** The ephemeral answer to an interaction, whether immediate or deferred then edited. */
-async function interactionReply(discord: FakeDiscord, token: string): Promise<{ content?: string; flags?: number }> {
-  const callback: RestCall = await discord.waitForRest((c) => c.method === "POST" && c.path.includes(`/${token}/callback`));
-  if (callback.body.type === 4) return callback.body.data;
-  const edit = await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/${token}/messages/@original`));
-  return edit.body;
-}
 
 describe("/reset mid-reply", () => {
   it("posts the reply in flight, and the next request to OpenAI holds nothing from before the reset", async () => {
