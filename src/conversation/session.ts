@@ -51,7 +51,17 @@ export interface SessionContext {
 /** Discord shows "typing…" for about 10 s per call. */
 const TYPING_REFRESH_MS = 8000;
 
-type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number };
+type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number; stoppedByUser: boolean };
+
+/**
+ * What a turn ends in. `reply`: part of the story (`post` null only when the user stopped it before
+ * anything showed); `error`: the error line, answered but not remembered; `stopped`: the shutdown
+ * cut it off, left unanswered for catch-up.
+ */
+type Outcome =
+  | { kind: "reply"; post: string | null; generated: Generated; fallback: boolean }
+  | { kind: "error"; post: string }
+  | { kind: "stopped"; post: string | null };
 
 /**
  * One channel's conversation, and the only owner of it: its pending messages, its window, its
@@ -186,98 +196,96 @@ export class ChannelSession {
   }
 
   async #answer(batch: PendingTurn[]): Promise<void> {
-    const { settings, store } = this.ctx;
-    const { persona } = settings;
     const epoch = this.#epoch;
-    const backendName = this.backend;
+    const backend = this.backend;
     const last = batch.at(-1)!;
     const sink = last.sink;
-    const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend: backendName });
+    const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend });
     const userTurns = batch.map((p) => p.turn);
-    const turns = [...this.#loadedWindow().turns, ...userTurns];
     const started = Date.now();
-    if (batch.length > 1) this.ctx.emit({ type: "coalesced", backend: backendName, count: batch.length });
+    if (batch.length > 1) this.ctx.emit({ type: "coalesced", backend, count: batch.length });
 
     const typing = setInterval(() => void sink.typing().catch(() => {}), TYPING_REFRESH_MS);
     void sink.typing().catch(() => {});
-    let shown = false;
-    let reply: string;
-    let remembered = true;
-    let generated: Generated | undefined;
-    let fallback = false;
-    let failure: BackendErrorKind | undefined;
+    let outcome: Outcome;
     try {
-      generated = await this.#generateAdmitted(backendName, turns, sink, () => (shown = true));
-      reply = generated.text;
-      if (!reply) {
-        log.info("reply empty after cleaning; regenerating once");
-        reply = (await this.#generateAdmitted(backendName, turns, null, () => {})).text;
-      }
-      if (!reply) {
-        reply = persona.fallbackReply;
-        fallback = true;
-      }
-    } catch (err) {
-      failure = err instanceof BackendError ? err.kind : "unknown";
-      remembered = false;
-      reply = persona.errorReply;
-      if (this.ctx.shutdown.aborted) {
-        log.info({ shown }, "shutdown grace ended mid-reply; the message stays unanswered for catch-up");
-      } else {
-        log.warn({ err, kind: failure }, "backend failed; answering with the error line");
-        this.ctx.emit({ type: "backend_error", backend: backendName, kind: failure });
-      }
+      outcome = await this.#compose(backend, [...this.#loadedWindow().turns, ...userTurns], sink, log);
     } finally {
       clearInterval(typing);
     }
 
-    const stopped = this.ctx.shutdown.aborted && failure !== undefined;
-    // A reply cut short by the shutdown is not left half-posted; if nothing was shown, nothing is posted.
-    if (!stopped || shown) {
+    // Posted first: a message counts as answered only once its reply is on Discord.
+    if (outcome.post !== null) {
       try {
-        await sink.finish(reply);
+        await sink.finish(outcome.post);
       } catch (err) {
         log.warn({ err }, "could not post the reply; the message stays unanswered for catch-up");
-        this.ctx.emit({ type: "dropped", backend: backendName, reason: "post_failed" });
+        this.ctx.emit({ type: "dropped", backend, reason: "post_failed" });
         return;
       }
     }
-    if (stopped) return;
+    if (outcome.kind === "stopped") return; // left unanswered on purpose: catch-up answers it at the next start
     if (epoch !== this.#epoch) {
       log.info("the channel was reset during this reply: posted, not remembered");
       return;
     }
-    const friendTurn: Turn | null = remembered ? { author: persona.name, text: reply, fromFriend: true, at: Date.now(), tokens: countTokens(reply) } : null;
+    const { persona } = this.ctx.settings;
+    const said = outcome.kind === "reply" ? outcome.post : null;
+    const friendTurn: Turn | null = said ? { author: persona.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
     this.#loadedWindow().push(...userTurns, ...(friendTurn ? [friendTurn] : []));
     try {
-      store.complete(this.id, userTurns, friendTurn);
+      this.ctx.store.complete(this.id, userTurns, friendTurn);
     } catch (err) {
       this.ctx.storeFailed(err, log);
     }
-    if (failure) return;
+    if (outcome.kind !== "reply") return;
+    const { generated } = outcome;
     const latencyMs = Date.now() - started;
-    const stats = generated?.stats;
     log.info(
       {
         latencyMs,
-        firstTextMs: generated?.firstTextMs,
+        firstTextMs: generated.firstTextMs,
         coalesced: batch.length,
-        promptTokens: stats?.promptTokens,
-        completionTokens: stats?.completionTokens,
-        evaluatedPromptTokens: stats?.evaluatedPromptTokens,
+        promptTokens: generated.stats?.promptTokens,
+        completionTokens: generated.stats?.completionTokens,
+        evaluatedPromptTokens: generated.stats?.evaluatedPromptTokens,
         window: this.#loadedWindow().size,
       },
       "answered",
     );
     this.ctx.emit({
       type: "answered",
-      backend: backendName,
+      backend,
       latencyMs,
-      firstTextMs: generated?.firstTextMs,
-      completionTokens: stats?.completionTokens,
-      generationMs: generated?.generationMs ?? 0,
-      fallback,
+      firstTextMs: generated.firstTextMs,
+      completionTokens: generated.stats?.completionTokens,
+      generationMs: generated.generationMs,
+      fallback: outcome.fallback,
     });
+  }
+
+  /** Decides what the user gets: the reply (regenerated once if empty, else the fallback line), the error line, or nothing. */
+  async #compose(backend: BackendName, turns: readonly Turn[], sink: ReplySink, log: Logger): Promise<Outcome> {
+    const { persona } = this.ctx.settings;
+    let shown = false;
+    try {
+      const generated = await this.#generateAdmitted(backend, turns, sink, () => (shown = true));
+      // A reply the user stopped stands as it was shown, even empty: stopping is not asking again.
+      if (generated.text || generated.stoppedByUser) return { kind: "reply", post: generated.text || null, generated, fallback: false };
+      log.info("reply empty after cleaning; regenerating once");
+      const again = await this.#generateAdmitted(backend, turns, null, () => {});
+      return { kind: "reply", post: again.text || persona.fallbackReply, generated: again, fallback: !again.text };
+    } catch (err) {
+      if (this.ctx.shutdown.aborted) {
+        log.info({ shown }, "shutdown grace ended mid-reply; the message stays unanswered for catch-up");
+        // Never a half-sentence left standing; if nothing was shown, nothing is posted.
+        return { kind: "stopped", post: shown ? persona.errorReply : null };
+      }
+      const kind: BackendErrorKind = err instanceof BackendError ? err.kind : "unknown";
+      log.warn({ err, kind }, "backend failed; answering with the error line");
+      this.ctx.emit({ type: "backend_error", backend, kind });
+      return { kind: "error", post: persona.errorReply };
+    }
   }
 
   /**
@@ -385,7 +393,7 @@ export class ChannelSession {
     }
     // After a user's stop, only what was already shown stands: the unfinished line was never seen.
     const text = stopOn.aborted ? cleaner.view().text : cleaner.text();
-    return { text, stats, firstTextMs, generationMs: Date.now() - started };
+    return { text, stats, firstTextMs, generationMs: Date.now() - started, stoppedByUser: stopOn.aborted };
   }
 }
 

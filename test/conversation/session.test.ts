@@ -265,3 +265,35 @@ describe("store failures", () => {
     expect(await s2.finished.promise).toBe("Here.");
   });
 });
+
+describe("a user's stop (Ctrl-C in the terminal)", () => {
+  it("ends the reply where it stands: what was shown is Friend's turn, the unseen rest is not", async () => {
+    const { conversation, openai, store } = rig();
+    const sink = new RecordingSink();
+    conversation.submit(message("c", "tell me a story"), sink);
+    const g = await openai.generation(0);
+    g.say("Well, once upon a time, ", "there was a");
+    await settle();
+    expect(conversation.stopReply("c")).toBe(true);
+    g.say(" princess.");
+    expect(await sink.finished.promise).toBe("Well, once upon a time, there was a");
+    expect(g.returned).toBe(true);
+    await settle();
+    expect(store.loadWindow("c").map((t) => t.text)).toEqual(["tell me a story", "Well, once upon a time, there was a"]);
+    expect(openai.generations).toHaveLength(1);
+  });
+
+  it("before anything showed: nothing is posted and nothing regenerated; the user's turn stays", async () => {
+    const { conversation, openai, store } = rig();
+    const sink = new RecordingSink();
+    conversation.submit(message("c", "hmm"), sink);
+    await openai.generation(0);
+    expect(conversation.stopReply("c")).toBe(true);
+    await conversation.idle("c");
+    expect(sink.events.filter((e) => e !== "typing")).toEqual([]);
+    expect(openai.generations).toHaveLength(1);
+    expect(store.loadWindow("c").map((t) => t.text)).toEqual(["hmm"]);
+    expect(store.unanswered()).toEqual([]);
+    expect(conversation.stopReply("c")).toBe(false); // nothing left to stop
+  });
+});
