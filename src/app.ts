@@ -6,14 +6,12 @@ import type { Config } from "./config/env.ts";
 import type { Conversation } from "./conversation/conversation.ts";
 import { FriendBot } from "./discord/bot.ts";
 import { commandHandler, registerCommands } from "./discord/commands/index.ts";
-import { startOpsServer } from "./ops/http.ts";
 import { createEngine, type EngineParts } from "./engine.ts";
+import { startOpsServer } from "./ops/http.ts";
 import { FriendMetrics } from "./ops/metrics.ts";
 import type { SqliteStore } from "./store/sqlite.ts";
 
 export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
-
-export type FriendParts = EngineParts;
 
 /** A running Friend: what main.ts starts and what the end-to-end tests drive. */
 export interface Friend {
@@ -29,7 +27,7 @@ export interface Friend {
 }
 
 /** Wires config → store → backends → conversation → bot, and logs in. */
-export async function startFriend(config: Config, logger: Logger, parts: FriendParts = {}): Promise<Friend> {
+export async function startFriend(config: Config, logger: Logger, parts: EngineParts = {}): Promise<Friend> {
   const startedAt = Date.now();
   const engine = createEngine(config, logger, { ...parts, onEvent: (event) => (metrics.observe(event), parts.onEvent?.(event)) });
   const { store, backends, conversation } = engine;
@@ -52,9 +50,10 @@ export async function startFriend(config: Config, logger: Logger, parts: FriendP
     // The default backend loads at start; the backend logs a failure, and retries on the first message.
     void backends.unavailableReason("local");
   }
-  // The endpoint comes up first so that a container that cannot reach Discord reports itself unhealthy.
-  const ops = config.http ? await startOpsServer({ ...config.http, healthy: () => bot.ready && store.healthy(), metrics, logger }) : undefined;
+  let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
   try {
+    // The endpoint comes up first so that a container that cannot reach Discord reports itself unhealthy.
+    ops = config.http ? await startOpsServer({ ...config.http, healthy: () => bot.ready && store.healthy(), metrics, logger }) : undefined;
     await bot.start();
   } catch (err) {
     await bot.stop().catch(() => {});

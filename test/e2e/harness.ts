@@ -1,7 +1,8 @@
 import { rmSync } from "node:fs";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, expect } from "vitest";
-import { startFriend, type Friend, type FriendParts } from "../../src/app.ts";
+import { startFriend, type Friend } from "../../src/app.ts";
+import type { EngineParts } from "../../src/engine.ts";
 import { loadConfig, type Config } from "../../src/config/env.ts";
 import { createLogger } from "../../src/log.ts";
 import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
@@ -36,7 +37,7 @@ export interface World {
  * client and the real openai SDK, nothing mocked in between.
  */
 export async function startWorld(
-  options: { env?: Record<string, string>; settings?: (c: Config) => void; parts?: FriendParts; discord?: FakeDiscord } = {},
+  options: { env?: Record<string, string>; settings?: (c: Config) => void; parts?: EngineParts; discord?: FakeDiscord } = {},
 ): Promise<World> {
   const discord = options.discord ?? (await FakeDiscord.start());
   const openai = await FakeOpenAI.start();
