@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -115,27 +116,30 @@ describe("start-up failures after the configuration is valid", () => {
 });
 
 describe("a database Friend cannot write is not called corrupt", () => {
-  // As root, permissions bind nobody: run Friend as an unprivileged user instead.
-  const asOther = process.getuid?.() === 0 ? { uid: 65534 } : {};
-
-  function lockedFolder() {
-    const dir = mkdtempSync(join(tmpdir(), "friend-ro-"));
-    chmodSync(dir, 0o755);
-    const state = join(dir, "state");
-    mkdirSync(state);
-    return { dir, state };
+  /**
+   * Makes paths unwritable even for root (permissions bind root nobody): the immutable attribute as
+   * root, file modes otherwise. The undo runs after the test.
+   */
+  function lockDown(...paths: string[]): void {
+    if (process.getuid?.() === 0) {
+      execFileSync("chattr", ["+i", ...paths]);
+      cleanup.push(async () => void execFileSync("chattr", ["-i", ...paths]));
+      return;
+    }
+    for (const path of paths) chmodSync(path, statSync(path).isDirectory() ? 0o555 : 0o444);
+    cleanup.push(async () => {
+      for (const path of paths) chmodSync(path, statSync(path).isDirectory() ? 0o755 : 0o644);
+    });
   }
 
-  it("a good database owned by someone else: says so, and does not offer --move-corrupt-db", async () => {
+  it("a good database that cannot be written: says so, and does not offer --move-corrupt-db", async () => {
     const { env } = await fakes();
-    const { state } = lockedFolder();
+    const state = mkdtempSync(join(tmpdir(), "friend-ro-"));
     const path = join(state, "friend.db");
     const { SqliteStore } = await import("../../src/store/sqlite.ts");
     new SqliteStore({ path }).close(); // a real, healthy Friend database
-    chmodSync(path, 0o644);
-    chmodSync(state, 0o755);
-    if (!asOther.uid) chmodSync(state, 0o555);
-    const friend = track(spawnFriend({ ...env, FRIEND_DB_PATH: path }, asOther));
+    lockDown(path, state);
+    const friend = track(spawnFriend({ ...env, FRIEND_DB_PATH: path }));
     expect(await friend.exited).toBe(1);
     expectOneLine(friend.output(), `FRIEND_DB_PATH=${path} cannot be written`);
     expect(friend.output()).toContain("writable");
@@ -144,15 +148,12 @@ describe("a database Friend cannot write is not called corrupt", () => {
 
   it("--move-corrupt-db on a corrupt file it cannot move says why in one line", async () => {
     const { env } = await fakes();
-    const { state } = lockedFolder();
+    const state = mkdtempSync(join(tmpdir(), "friend-ro-"));
     const path = join(state, "friend.db");
     writeFileSync(path, "not sqlite at all ".repeat(100));
-    chmodSync(path, 0o644);
-    chmodSync(state, asOther.uid ? 0o755 : 0o555);
-    const friend = track(spawnFriend({ ...env, FRIEND_DB_PATH: path }, { ...asOther, args: ["--move-corrupt-db"] }));
+    lockDown(path, state);
+    const friend = track(spawnFriend({ ...env, FRIEND_DB_PATH: path }, { args: ["--move-corrupt-db"] }));
     expect(await friend.exited).toBe(1);
-    const out = friend.output();
-    expect(out).not.toMatch(/\n\s+at /);
-    expect(out).toMatch(/^Friend cannot start: FRIEND_DB_PATH=.* (could not be moved aside|cannot be written)/m);
+    expectOneLine(friend.output(), `FRIEND_DB_PATH=${path} is not a readable Friend database, and it could not be moved aside`);
   }, 60_000);
 });

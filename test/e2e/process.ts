@@ -11,13 +11,12 @@ export interface FriendProcess {
   exited: Promise<number | string>;
 }
 
-/** Runs Friend exactly as `npm start` does, with only the given environment (plus PATH); `uid` runs it as another user. */
-export function spawnFriend(env: Record<string, string>, options: { uid?: number; args?: string[] } = {}): FriendProcess {
+/** Runs Friend exactly as `npm start` does (plus `args`), with only the given environment (plus PATH). */
+export function spawnFriend(env: Record<string, string>, options: { args?: string[] } = {}): FriendProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...(options.args ?? [])], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
-    ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
   });
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
