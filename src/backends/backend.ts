@@ -49,6 +49,8 @@ export interface BackendInfo {
   model: string;
   adapter?: string;
   loaded: boolean;
+  /** The inference binary, once loaded (local: which llama.cpp build runs, e.g. "native build (cpu, GGML_NATIVE=ON)"). */
+  binary?: string;
 }
 
 export type BackendErrorKind = "timeout" | "rate_limit" | "server" | "connection" | "auth" | "bad_request" | "load" | "aborted" | "unknown";

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { BACKEND_NAMES } from "../backends/backend.ts";
+import { LLAMA_BUILDS, type LlamaBuildChoice } from "../backends/local/llama-build.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 import { loadSettings, type Settings } from "./settings.ts";
 
@@ -49,6 +50,7 @@ const envSchema = z.object({
   LLAMA_GPU_LAYERS: z.union([z.literal("auto"), int(0, 10_000)], { error: "must be auto or a number of layers" }).default("auto"),
   LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(4096),
   LLAMA_SEQUENCES: int(1, 64).default(4),
+  LLAMA_BUILD: z.enum(LLAMA_BUILDS, { error: `must be one of ${LLAMA_BUILDS.join(", ")}` }).default("prebuilt"),
   FRIEND_HTTP_PORT: optional(int(0, 65_535)),
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
 });
@@ -64,6 +66,7 @@ export interface LocalModelConfig {
   gpuLayers: "auto" | number;
   contextSize: number;
   sequences: number;
+  build: LlamaBuildChoice;
 }
 
 export interface OpenAIConfig {
@@ -135,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, settingsPath?: 
       gpuLayers: e.LLAMA_GPU_LAYERS,
       contextSize: e.LLAMA_CONTEXT_SIZE,
       sequences: e.LLAMA_SEQUENCES,
+      build: e.LLAMA_BUILD,
     },
     dbPath: e.FRIEND_DB_PATH,
     logLevel: e.LOG_LEVEL,
