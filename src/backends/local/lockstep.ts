@@ -47,6 +47,8 @@ export class LockstepDecoder {
     this.running = true;
     let active: Member[] = [];
     try {
+      // Jobs started in the same tick as this one share its first step.
+      await Promise.resolve();
       // New jobs join between steps, so a new channel's prompt tail shares a decode with the others' tokens.
       while (active.length > 0 || this.joining.length > 0) {
         active.push(...this.joining.splice(0));
