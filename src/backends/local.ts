@@ -76,6 +76,8 @@ export interface LocalGenerationStats extends GenerationStats {
   stopReason: LocalStopReason;
   /** Oldest window turns left out of the prompt to fit the context. */
   droppedTurns: number;
+  /** From the request to the first sampled token (prompt evaluation included), in ms. */
+  firstTokenMs: number;
 }
 
 /** After a trim, the prompt uses at most this fraction of its budget, so many turns fit before the next one. */
@@ -322,7 +324,8 @@ export class LocalBackend implements Backend {
     const readerGone = new AbortController();
     let job: Promise<DecodeJobEnd> | undefined;
     let sampled = 0;
-    const started = Date.now();
+    const started = performance.now();
+    let firstTokenMs = Number.NaN;
     try {
       const sequence = lease.slot.sequence;
       const { model } = loaded;
@@ -374,7 +377,7 @@ export class LocalBackend implements Backend {
           }),
           signal: AbortSignal.any([signal, readerGone.signal]),
           accept: (token) => {
-            sampled++;
+            if (sampled++ === 0) firstTokenMs = performance.now() - started;
             reply.push(token);
             const scan = stops.push(text.push(token));
             release(scan.text);
@@ -407,8 +410,9 @@ export class LocalBackend implements Backend {
         evaluatedPromptTokens: evaluated,
         stopReason,
         droppedTurns: fit.start,
+        firstTokenMs,
       };
-      this.log.debug({ channelId, ...stats, ms: Date.now() - started }, "local generation");
+      this.log.debug({ channelId, ...stats, ms: Math.round(performance.now() - started) }, "local generation");
       return stats;
     } catch (err) {
       if (signal.aborted) throw this.abortedError(request, sampled);

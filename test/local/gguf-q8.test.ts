@@ -12,7 +12,7 @@ import { llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { writeSyntheticLlama, type LlamaShape } from "../gguf/synthetic-llama.ts";
 import { writeTinyScriptModel } from "../gguf/tiny-models.ts";
 import { f16Bits, GgufWriter, Q8_0_BLOCK, toQ8_0Bytes } from "../gguf/writer.ts";
-import { TEST_THREADS } from "./helpers.ts";
+import { TEST_BUILD, TEST_THREADS } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "friend-q8-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,7 +74,7 @@ describe("Q8_0 models from the writer in llama.cpp", () => {
     writeSyntheticLlama(randomF16, shape, "f16");
     writeSyntheticLlama(randomQ8, shape, "q8_0");
     for (const [weights, path] of Object.entries(scripts)) writeTinyScriptModel(path, { weights: weights as keyof typeof scripts });
-    llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS });
+    llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS, build: TEST_BUILD });
   });
 
   async function withSequence<T>(path: string, use: (sequence: LlamaContextSequence, model: LlamaModel) => Promise<T>): Promise<T> {

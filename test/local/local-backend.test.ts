@@ -13,14 +13,14 @@ import { recentSpeakers, renderScript } from "../../src/conversation/prompt.ts";
 import { cleanReply, ReplyCleaner, streamingView } from "../../src/reply/clean.ts";
 import { stopSequences } from "../../src/reply/speakers.ts";
 import { TINY_REPLY, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { capturingLogger, collect, persona, request, TEST_THREADS, turn } from "./helpers.ts";
+import { capturingLogger, collect, persona, request, TEST_BUILD, TEST_THREADS, turn } from "./helpers.ts";
 
 let files: TinyModelSet;
 let tokenizer: LlamaModel;
 const backends: LocalBackend[] = [];
 
 function backend(options: Partial<LocalBackendOptions> = {}): LocalBackend {
-  const b = new LocalBackend({ modelPath: files.model, threads: TEST_THREADS, gpuLayers: 0, contextSize: 512, sequences: 2, ...options });
+  const b = new LocalBackend({ modelPath: files.model, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 512, sequences: 2, ...options });
   backends.push(b);
   return b;
 }
@@ -31,7 +31,7 @@ const clean = (raw: string, turns: ReturnType<typeof turn>[]) => cleanReply(raw,
 beforeAll(async () => {
   files = writeTinyModelSet();
   // An independent tokenizer (vocab only) for the expected token counts.
-  const llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS });
+  const llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS, build: TEST_BUILD });
   tokenizer = await llama.loadModel({ modelPath: files.model, vocabOnly: true });
 });
 
@@ -114,6 +114,8 @@ describe("the LoRA adapter", () => {
     expect(b.describe()).toEqual({ backend: "local", model: "tiny-script.gguf", adapter: "tiny-lora.gguf", loaded: false });
     await Promise.all([b.prepare(), b.prepare()]);
     expect(b.describe().loaded).toBe(true);
+    // Which llama.cpp binary runs, for /status: the one this suite was asked to test (LLAMA_BUILD).
+    expect(b.describe().binary).toMatch(TEST_BUILD === "native" ? /^native build \(cpu, GGML_NATIVE=ON/ : /^prebuilt \(cpu\)$/);
     expect(backend().describe().adapter).toBeUndefined();
   });
 });

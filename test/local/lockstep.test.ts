@@ -8,14 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LockstepDecoder, type DecodeJob } from "../../src/backends/local/lockstep.ts";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { TEST_THREADS } from "./helpers.ts";
+import { TEST_BUILD, TEST_THREADS } from "./helpers.ts";
 
 let files: TinyModelSet;
 let model: LlamaModel;
 
 beforeAll(async () => {
   files = writeTinyModelSet();
-  const llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS });
+  const llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS, build: TEST_BUILD });
   model = await llama.loadModel({ modelPath: files.model, gpuLayers: 0 });
 });
 
