@@ -8,6 +8,7 @@ import type { GenerateRequest } from "../src/backends/backend.ts";
 import { LocalBackend, type LocalBackendOptions, type LocalGenerationStats } from "../src/backends/local.ts";
 import { loadSettings } from "../src/config/settings.ts";
 import type { Turn } from "../src/conversation/turn.ts";
+import { cleanReply } from "../src/reply/clean.ts";
 
 export type FriendMeasure = "speed" | "lora" | "channels" | "turns";
 
@@ -56,12 +57,14 @@ function request(channelId: string, turns: readonly Turn[], maxTokens: number): 
   return { channelId, persona, turns, stop: [], maxTokens, temperature: 0, topP: 1, signal: new AbortController().signal };
 }
 
-async function generate(backend: LocalBackend, req: GenerateRequest): Promise<{ stats: LocalGenerationStats; ms: number }> {
+async function generate(backend: LocalBackend, req: GenerateRequest): Promise<{ stats: LocalGenerationStats; ms: number; text: string }> {
   const start = performance.now();
   const gen = backend.generate(req);
+  let text = "";
   for (;;) {
     const next = await gen.next();
-    if (next.done) return { stats: next.value, ms: performance.now() - start };
+    if (next.done) return { stats: next.value, ms: performance.now() - start, text };
+    text += next.value;
   }
 }
 
@@ -119,7 +122,8 @@ async function turns(backend: LocalBackend): Promise<NonNullable<FriendResult["t
     ttft.push(r.stats.firstTokenMs);
     evaluated.push(r.stats.evaluatedPromptTokens);
     promptTokens20 = r.stats.promptTokens;
-    window = [...window, turn(persona.name, sentence(i + 3, 6))];
+    // The model's own reply, cleaned as the conversation engine cleans it, goes into the window.
+    window = [...window, turn(persona.name, cleanReply(r.text, { personaName: persona.name }) || "hm")];
   }
   backend.resetChannel("conversation");
   const cold = await generate(backend, request("conversation", window.slice(0, -1), 8));
