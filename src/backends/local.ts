@@ -26,6 +26,7 @@ import {
 import { pino, type Logger } from "pino";
 import { renderScript } from "../conversation/prompt.ts";
 import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "./backend.ts";
+import { reuseCachedTokens, type TokenCodec } from "./local/cached-tokens.ts";
 import { ChannelSlots, type Lease } from "./local/channel-slots.ts";
 import { ChunkQueue } from "./local/chunk-queue.ts";
 import { LockstepDecoder, type DecodeJobEnd } from "./local/lockstep.ts";
@@ -351,7 +352,10 @@ export class LocalBackend implements Backend {
       }
       if (fit.trimmed) this.log.info({ channelId, droppedTurns: fit.start }, "local prompt trimmed to fit the context");
 
-      const input = loaded.firstToken === null ? [...fit.tokens] : [loaded.firstToken, ...fit.tokens];
+      const fresh = loaded.firstToken === null ? [...fit.tokens] : [loaded.firstToken, ...fit.tokens];
+      // The previous reply as the model sampled it, where its text is unchanged, so its cache stays valid.
+      const reused = reuseCachedTokens(sequence.contextTokens, fresh, tokenCodec(model));
+      const input = reused.length + maxTokens < sequence.contextSize ? reused : fresh;
       const { evaluated, tail } = await prefill(sequence, input, signal);
       lease.slot.firstTurnAt = request.turns[fit.start]?.at;
 
@@ -452,6 +456,13 @@ async function prefill(sequence: LlamaContextSequence, input: readonly Token[], 
   }
   signal.throwIfAborted();
   return { evaluated: input.length - from, tail: input.slice(tailStart) };
+}
+
+function tokenCodec(model: LlamaModel): TokenCodec<Token> {
+  return {
+    detokenize: (tokens, before) => model.detokenize(tokens, false, before),
+    tokenizeContinuation: (text) => model.tokenize(text, false, "trimLeadingSpace"),
+  };
 }
 
 /** Settles like `promise`, or rejects as soon as `signal` aborts (the promise itself goes on). */
