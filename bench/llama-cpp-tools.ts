@@ -7,14 +7,10 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { NATIVE_CMAKE_OPTIONS } from "../src/backends/local/llama-build.ts";
+import { join, resolve } from "node:path";
+import { LLAMA_CPP_SOURCE_DIR as LLAMA_CPP_SOURCE, NATIVE_CMAKE_OPTIONS } from "../src/backends/local/llama-build.ts";
 
-const llamaDir = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "llama");
-/** Where `source download` puts the llama.cpp tree. */
-export const LLAMA_CPP_SOURCE = join(llamaDir, "llama.cpp");
 const CACHE = resolve(import.meta.dirname, ".cache");
 
 /**

@@ -9,10 +9,11 @@
  *
  *   npm run build:llama            build (again, if one exists)
  *   npm run build:llama -- --check report whether a usable native build exists, build nothing
+ *   npm run build:llama -- --slim  also delete the llama.cpp source tree afterwards (~200 MB; for images)
  */
 import { rmSync } from "node:fs";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
-import { cpuMismatch, findLocalBuild, NATIVE_CMAKE_OPTIONS, writeBuildMarker } from "../src/backends/local/llama-build.ts";
+import { cpuMismatch, findLocalBuild, LLAMA_CPP_SOURCE_DIR, NATIVE_CMAKE_OPTIONS, writeBuildMarker } from "../src/backends/local/llama-build.ts";
 
 const options = Object.entries(NATIVE_CMAKE_OPTIONS).map(([k, v]) => `${k}=${v}`).join(" ");
 
@@ -55,5 +56,6 @@ if (!built) {
   process.exit(1);
 }
 writeBuildMarker(built.dir, NATIVE_CMAKE_OPTIONS);
+if (process.argv.includes("--slim")) rmSync(LLAMA_CPP_SOURCE_DIR, { recursive: true, force: true });
 console.error(`built in ${Math.round((Date.now() - started) / 1000)} s: ${built.dir}`);
 console.error("Set LLAMA_BUILD=native to run Friend on it.");

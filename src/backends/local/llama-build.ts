@@ -23,8 +23,11 @@ export type LlamaBuildChoice = (typeof LLAMA_BUILDS)[number];
  */
 export const NATIVE_CMAKE_OPTIONS: Readonly<Record<string, string>> = { GGML_NATIVE: "ON", GGML_OPENMP: "OFF" };
 
+const NODE_LLAMA_CPP_LLAMA_DIR = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "llama");
 /** node-llama-cpp's folder of local builds (its `source build` writes there, `source clear` empties it). */
-export const LOCAL_BUILDS_DIR = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "llama", "localBuilds");
+export const LOCAL_BUILDS_DIR = join(NODE_LLAMA_CPP_LLAMA_DIR, "localBuilds");
+/** Where `node-llama-cpp source download` clones the bundled llama.cpp source. */
+export const LLAMA_CPP_SOURCE_DIR = join(NODE_LLAMA_CPP_LLAMA_DIR, "llama.cpp");
 
 /** Written next to a build by `npm run build:llama`: what it was built for. */
 const MARKER_FILE = "friend-build.json";
