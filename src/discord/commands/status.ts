@@ -29,6 +29,7 @@ export const statusCommand: SlashCommand = {
         { name: "Local model", value: local?.model ?? config.local.modelPath.split("/").pop()!, inline: true },
         { name: "Adapter", value: local?.adapter ?? config.local.loraPath?.split("/").pop() ?? "none", inline: true },
         { name: "Local model loaded", value: local?.loaded ? "yes" : "no", inline: true },
+        { name: "llama.cpp", value: local?.binary ?? config.local.build, inline: true },
         { name: "Window", value: `${window.turns} turns, ${window.tokens} tokens`, inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
         { name: "Version", value: version, inline: true },
