@@ -100,10 +100,10 @@ describe("LLAMA_BUILD=native falls back to the prebuilt binary, with a warning t
 
   it("when there is no native build", async () => {
     const { binary, warning, binaryLine } = await start(testOptions("never-built"));
-    expect(binary).toMatchObject({ kind: "prebuilt", description: "prebuilt (cpu)" });
+    expect(binary).toMatchObject({ kind: "prebuilt", description: "prebuilt (cpu); native build not usable" });
     expect(binary.fallback).toContain("npm run build:llama");
     expect(warning?.reason).toBe(binary.fallback);
-    expect(binaryLine?.binary).toBe("prebuilt (cpu)");
+    expect(binaryLine?.binary).toBe(binary.description);
   });
 
   it("when the build was made on a CPU with instructions this one lacks", async () => {

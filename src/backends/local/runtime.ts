@@ -90,7 +90,9 @@ async function startRuntime(options: LlamaRuntimeOptions, build: LlamaBuildChoic
     options.logger?.warn({ reason: fallback }, "native llama.cpp build not used; running the prebuilt binary");
   }
   const llama = await getLlama({ ...common, gpu: options.gpu ? "auto" : false });
-  return remember(llama, { ...describeBinary(llama), ...(fallback ? { fallback } : {}) }, options.logger);
+  const binary = describeBinary(llama);
+  // /status shows the description: say there that the native build was asked for and is not running.
+  return remember(llama, fallback ? { ...binary, description: `${binary.description}; native build not usable`, fallback } : binary, options.logger);
 }
 
 async function startNative(common: LlamaOptions, cmakeOptions: Readonly<Record<string, string>>): Promise<{ llama: Llama } | { reason: string }> {
