@@ -78,6 +78,50 @@ export interface ToolRun<T> {
   result: T;
   /** The process's peak resident memory (VmHWM), sampled while it ran. */
   peakRssMiB: number;
+  /** Share of the CPUs that other processes used while it ran (a run with much of it is suspect). */
+  othersBusy: number;
+}
+
+/** CPU ticks: all CPUs' busy and total (/proc/stat), or one process's user+system (/proc/PID/stat). */
+function systemTicks(): { busy: number; total: number } {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/).slice(1).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return { busy: total - cpu[3]! - (cpu[4] ?? 0), total };
+}
+function processTicks(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return Number(fields[11]) + Number(fields[12]); // utime, stime
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Samples a child process while it runs: its peak memory, and how much of the CPUs everything
+ * else used meanwhile. Call the returned function when it has exited.
+ */
+export function watchProcess(pid: number): () => { peakRssMiB: number; othersBusy: number } {
+  const start = systemTicks();
+  let peakKiB = 0;
+  let childTicks = 0;
+  const sample = (): void => {
+    childTicks = processTicks(pid) ?? childTicks;
+    try {
+      const hwm = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (hwm) peakKiB = Math.max(peakKiB, Number(hwm[1]));
+    } catch {
+      // exited between samples
+    }
+  };
+  const timer = setInterval(sample, 100);
+  return () => {
+    clearInterval(timer);
+    const end = systemTicks();
+    const total = end.total - start.total;
+    const others = total === 0 ? 0 : Math.max(0, end.busy - start.busy - childTicks) / total;
+    return { peakRssMiB: Math.round(peakKiB / 1024), othersBusy: Math.round(others * 100) / 100 };
+  };
 }
 
 /** Runs a tool, sampling its peak memory; rejects with its output on failure. */
@@ -86,22 +130,14 @@ function runTool(path: string, args: string[]): Promise<ToolRun<string>> {
     const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    let peakKiB = 0;
+    const stop = watchProcess(child.pid!);
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString("utf8")));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString("utf8")));
-    const sample = setInterval(() => {
-      try {
-        const hwm = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
-        if (hwm) peakKiB = Math.max(peakKiB, Number(hwm[1]));
-      } catch {
-        // exited between samples
-      }
-    }, 100);
     child.on("error", reject);
     child.on("close", (code) => {
-      clearInterval(sample);
+      const watched = stop();
       if (code !== 0) reject(new Error(`${path} exited ${code}: ${stderr.slice(-2000)}`));
-      else resolvePromise({ result: stdout + stderr, peakRssMiB: Math.round(peakKiB / 1024) });
+      else resolvePromise({ result: stdout + stderr, ...watched });
     });
   });
 }
@@ -125,6 +161,7 @@ export async function llamaBench(tools: LlamaTools, model: string, o: { threads:
       generationTokensPerSecond: best(rows.find((r) => r.n_gen > 0 && r.n_prompt === 0)),
     },
     peakRssMiB: out.peakRssMiB,
+    othersBusy: out.othersBusy,
   };
 }
 
@@ -145,5 +182,5 @@ export async function llamaBatchedBench(
     const row = JSON.parse(line) as { pl: number; speed_tg: number };
     speeds[row.pl] = row.speed_tg;
   }
-  return { result: speeds, peakRssMiB: out.peakRssMiB };
+  return { result: speeds, peakRssMiB: out.peakRssMiB, othersBusy: out.othersBusy };
 }

@@ -12,6 +12,7 @@
  *   --rounds N           alternating rounds (default 3)
  *   --types f16,q8_0     weight types (default both)
  *   --binaries native,prebuilt   which llama.cpp binaries Friend runs (default: native if built, and prebuilt)
+ *   --wait-quiet M       before each run, wait up to M minutes (default 10) for other processes to leave the CPUs
  *
  * Environment: LLAMA_THREADS (default: the core count), BENCH_LAYERS (fewer layers, to check the script quickly).
  */
@@ -22,7 +23,7 @@ import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { findLocalBuild } from "../src/backends/local/llama-build.ts";
 import { TINYLLAMA_SHAPE, writeSyntheticLlama, writeSyntheticLora, type SyntheticWeightType } from "../test/gguf/synthetic-llama.ts";
-import { ensureLlamaTools, llamaBatchedBench, llamaBench, type LlamaTools } from "./llama-cpp-tools.ts";
+import { ensureLlamaTools, llamaBatchedBench, llamaBench, watchProcess, type LlamaTools } from "./llama-cpp-tools.ts";
 import type { FriendJob, FriendResult, SpeedFigures } from "./local-friend.ts";
 
 const CACHE = resolve(import.meta.dirname, ".cache");
@@ -43,6 +44,34 @@ function arg(name: string): string | undefined {
 const flag = (name: string) => process.argv.includes(name);
 
 const load1 = () => Math.round(loadavg()[0]! * 100) / 100;
+
+/** Share of all CPUs busy over `ms` (from /proc/stat): what other processes are using right now. */
+async function busyShare(ms = 1000): Promise<number> {
+  const read = () => {
+    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/).slice(1).map(Number);
+    const idle = cpu[3]! + (cpu[4] ?? 0);
+    return { idle, total: cpu.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
+}
+
+/**
+ * Waits (up to `--wait-quiet` minutes, default 10) until other processes use under 10% of the
+ * CPUs: llama.cpp's threads wait for each other at every step, so one busy neighbour on a 2-core
+ * machine slows generation tenfold. Returns the load to record with the run.
+ */
+async function quietEnough(): Promise<{ load: number; busy: number }> {
+  const deadline = Date.now() + (Number(arg("--wait-quiet") ?? 10) * 60_000);
+  let busy = await busyShare();
+  while (busy > 0.1 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5000));
+    busy = await busyShare();
+  }
+  return { load: load1(), busy: Math.round(busy * 100) / 100 };
+}
 const r1 = (n: number) => Math.round(n * 10) / 10;
 const r2 = (n: number) => Math.round(n * 100) / 100;
 const median = (xs: readonly number[]) => {
@@ -74,23 +103,28 @@ function models(types: readonly SyntheticWeightType[]): { model: Record<string, 
 }
 
 /** Runs bench/local-friend.ts in a process of its own. */
-function friend(job: FriendJob): Promise<FriendResult> {
+function friend(job: FriendJob): Promise<FriendResult & { othersBusy: number }> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", resolve(import.meta.dirname, "local-friend.ts"), JSON.stringify(job)], { stdio: ["ignore", "pipe", "inherit"] });
+    const stop = watchProcess(child.pid!);
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString("utf8")));
     child.on("error", reject);
     child.on("close", (code) => {
+      const { othersBusy } = stop();
       const line = out.trim().split("\n").pop() ?? "";
       if (code !== 0 || !line.startsWith("{")) reject(new Error(`Friend's bench process exited ${code}: ${out.slice(-2000)}`));
-      else resolvePromise(JSON.parse(line) as FriendResult);
+      else resolvePromise({ ...(JSON.parse(line) as FriendResult), othersBusy });
     });
   });
 }
 
 interface Sample<T> {
   round: number;
+  /** 1-minute load average when the run started. */
   load: number;
+  /** Share of the CPUs other processes used in the second before it started. */
+  busy: number;
   value: T;
 }
 
@@ -136,11 +170,11 @@ async function vsLlamaCpp(): Promise<void> {
       // Friend first in round 1, so llama-bench gets the same prompt length; then the order turns each round.
       const order = round % 2 === 1 ? [...steps.slice(2), ...steps.slice(0, 2)] : [...steps.slice(0, 2), ...steps.slice(2)].reverse();
       for (const [name, run] of order) {
-        const load = load1();
+        const { load, busy } = await quietEnough();
         const started = performance.now();
         const value = await run();
-        console.error(`[round ${round}, ${type}] ${name}: ${r1((performance.now() - started) / 1000)} s, load ${load}: ${JSON.stringify(value)}`);
-        put(type, name, { round, load, value });
+        console.error(`[round ${round}, ${type}] ${name}: ${r1((performance.now() - started) / 1000)} s, load ${load}, others busy ${busy}: ${JSON.stringify(value)}`);
+        put(type, name, { round, load, busy, value });
       }
     }
   }
@@ -168,7 +202,8 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
       peakRssMiB: Math.max(...bench.map((s) => s.value.peakRssMiB)),
     };
     const batchedFig = { one: median(batched.map((s) => s.value.result[1]!)), all: median(batched.map((s) => s.value.result[SEQUENCES]!)) };
-    const loads = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.map((s) => s.load)]));
+    const during = (v: unknown) => Math.round(100 * ((v as { othersBusy?: number }).othersBusy ?? 0));
+    const loads = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.map((s) => `${s.load} (others ${Math.round(s.busy * 100)}% before, ${during(s.value)}% during)`)]));
     const out: Record<string, unknown> = { load: loads, llamaBench: llamaBenchFig, llamaBatchedBench: batchedFig };
     lines.push(`\n${type.toUpperCase()}  (llama.cpp ${Object.entries(tools.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ")}, ${threads} threads; medians of ${rounds} rounds; ratios are per round, then the median)`);
     lines.push(
@@ -215,7 +250,8 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
       if (fig.ttftTurn1Ms !== undefined) lines.push(`    time to first token: turn 1 ${Math.round(fig.ttftTurn1Ms)} ms, turn 20 ${Math.round(fig.ttftTurn20Ms!)} ms (${fig.ttftTurn20OverTurn1}× turn 1), turn 20 without the cache ${Math.round(fig.ttftTurn20NoReuseMs!)} ms`);
       lines.push(`    peak RSS ${fig.peakRssMiB} MiB (llama-bench ${llamaBenchFig.peakRssMiB} MiB)`);
     }
-    lines.push(`  load average (1 min) at each run: ${Object.entries(loads).map(([k, v]) => `${k} ${v.join("/")}`).join("; ")}`);
+    lines.push(`  load average (1 min) at each run, and the CPU share other processes used just before and during it:`);
+    for (const [k, v] of Object.entries(loads)) lines.push(`    ${k}: ${v.join(" / ")}`);
     summary[type] = out;
   }
   console.log(JSON.stringify(summary, null, 2));
@@ -239,7 +275,7 @@ async function sweep(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     for (const type of types) {
       for (const c of round % 2 ? configs : [...configs].reverse()) {
-        const load = load1();
+        const { load } = await quietEnough();
         const r = await friend({ modelPath: files.model[type]!, build, threads, ...c, measure: ["speed", "channels"], genTokens: GEN_TOKENS, reps: 2 });
         console.error(`[round ${round}, ${type}] sequences ${c.sequences} × ${c.contextSize}: load ${load}: ${JSON.stringify(r)}`);
         results.push({ type, ...c, round, load, r });
@@ -270,7 +306,7 @@ async function friendOnly(): Promise<void> {
   for (let round = 1; round <= rounds; round++) {
     for (const type of types) {
       for (const [i, build] of (round % 2 ? binaries : [...binaries].reverse()).entries()) {
-        const load = load1();
+        const { load } = await quietEnough();
         const r = await friend({
           modelPath: files.model[type]!,
           loraPath: files.lora,

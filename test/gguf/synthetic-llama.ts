@@ -105,7 +105,11 @@ export function writeSyntheticLlama(path: string, shape: LlamaShape = TINYLLAMA_
   gguf.bool("tokenizer.ggml.add_bos_token", true);
 
   let seed = 1;
-  const random = (fanIn: number) => uniform(seed++, 1 / Math.sqrt(fanIn));
+  const random = (fanIn: number, gain = 1) => uniform(seed++, gain / Math.sqrt(fanIn));
+  // The projections back into the residual stream are scaled by 1/√(2·layers), as GPT-2 initialises
+  // them. Without it the residual grows layer by layer until F16 activations run into slow
+  // denormal and overflow arithmetic: 22 layers generated at 1.3 tokens/s instead of 13 here.
+  const residual = 1 / Math.sqrt(2 * shape.layers);
   const ones = new Float32Array(E).fill(1);
   gguf.tensor("token_embd.weight", [E, V], weights, random(1));
   gguf.tensor("output_norm.weight", [E], "f32", ones);
@@ -116,11 +120,11 @@ export function writeSyntheticLlama(path: string, shape: LlamaShape = TINYLLAMA_
     gguf.tensor(`${blk}.attn_q.weight`, [E, E], weights, random(E));
     gguf.tensor(`${blk}.attn_k.weight`, [E, kvDim], weights, random(E));
     gguf.tensor(`${blk}.attn_v.weight`, [E, kvDim], weights, random(E));
-    gguf.tensor(`${blk}.attn_output.weight`, [E, E], weights, random(E));
+    gguf.tensor(`${blk}.attn_output.weight`, [E, E], weights, random(E, residual));
     gguf.tensor(`${blk}.ffn_norm.weight`, [E], "f32", ones);
     gguf.tensor(`${blk}.ffn_gate.weight`, [E, FF], weights, random(E));
     gguf.tensor(`${blk}.ffn_up.weight`, [E, FF], weights, random(E));
-    gguf.tensor(`${blk}.ffn_down.weight`, [FF, E], weights, random(FF));
+    gguf.tensor(`${blk}.ffn_down.weight`, [FF, E], weights, random(FF, residual));
   }
   return gguf.write(path);
 }
