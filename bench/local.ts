@@ -147,28 +147,19 @@ async function vsLlamaCpp(): Promise<void> {
       const steps: Array<[string, () => Promise<unknown>]> = [
         ["llama-bench", async () => llamaBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, reps: 2 })],
         ["llama-batched-bench", async () => llamaBatchedBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, parallel: [1, SEQUENCES], contextPerSequence: CONTEXT_SIZE })],
-        ...binaries.map((build, i): [string, () => Promise<unknown>] => [
+        ...binaries.map((build): [string, () => Promise<unknown>] => [
           `friend-${build}`,
           async () => {
-            const result = await friend({
-              modelPath: model,
-              loraPath: files.lora,
-              build,
-              threads,
-              contextSize: CONTEXT_SIZE,
-              sequences: SEQUENCES,
-              // LoRA and turns are Friend's own figures: measured with the first binary only.
-              measure: i === 0 ? ["speed", "channels", "lora", "turns"] : ["speed", "channels"],
-              genTokens: GEN_TOKENS,
-              reps: 2,
-            });
+            const result = await friend({ ...friendJob(model, build), measure: ["speed", "channels"] });
             promptTokens ||= result.speed?.promptTokens ?? 0;
             return result;
           },
         ]),
+        // LoRA overhead and time to first token are Friend's own figures: the first binary only, in a run of their own.
+        [`friend-${binaries[0]}-lora-turns`, async () => friend({ ...friendJob(model, binaries[0]!), loraPath: files.lora, measure: ["lora", "turns"] })],
       ];
       // Friend first in round 1, so llama-bench gets the same prompt length; then the order turns each round.
-      const order = round % 2 === 1 ? [...steps.slice(2), ...steps.slice(0, 2)] : [...steps.slice(0, 2), ...steps.slice(2)].reverse();
+      const order = round % 2 === 1 ? [...steps.slice(2), ...steps.slice(0, 2)] : [...steps].reverse();
       for (const [name, run] of order) {
         const { load, busy } = await quietEnough();
         const started = performance.now();
@@ -183,6 +174,13 @@ async function vsLlamaCpp(): Promise<void> {
 
 type ToolValue<T> = { result: T; peakRssMiB: number };
 
+function friendJob(modelPath: string, build: Binary): FriendJob {
+  return { modelPath, build, threads, contextSize: CONTEXT_SIZE, sequences: SEQUENCES, measure: [], genTokens: GEN_TOKENS, reps: 2 };
+}
+
+/** Others may use at most this share of the CPUs during a round's runs for the round to count. */
+const CLEAN_ROUND = 0.15;
+
 function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, types: readonly string[], binaries: readonly Binary[], rounds: number, tools: LlamaTools): void {
   const lines: string[] = [];
   const summary: Record<string, unknown> = {
@@ -192,7 +190,12 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
     llamaCppOptions: tools.cmakeOptions,
   };
   for (const type of types) {
-    const r = record[type]!;
+    const all = record[type]!;
+    // Rounds in which no run shared the CPUs with much else; all rounds if there is none.
+    const busyIn = (round: number) => Math.max(...Object.values(all).flatMap((v) => v.filter((x) => x.round === round).map((x) => (x.value as { othersBusy?: number }).othersBusy ?? 0)));
+    const clean = Array.from({ length: rounds }, (_, i) => i + 1).filter((round) => busyIn(round) <= CLEAN_ROUND);
+    const kept = clean.length > 0 ? clean : Array.from({ length: rounds }, (_, i) => i + 1);
+    const r = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.filter((x) => kept.includes(x.round))]));
     const bench = r["llama-bench"] as Array<Sample<ToolValue<{ promptTokensPerSecond: number; generationTokensPerSecond: number }>>>;
     const batched = r["llama-batched-bench"] as Array<Sample<ToolValue<Record<number, number>>>>;
     const byRound = <T>(samples: Array<Sample<T>>, round: number) => samples.find((s) => s.round === round)?.value;
@@ -203,9 +206,12 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
     };
     const batchedFig = { one: median(batched.map((s) => s.value.result[1]!)), all: median(batched.map((s) => s.value.result[SEQUENCES]!)) };
     const during = (v: unknown) => Math.round(100 * ((v as { othersBusy?: number }).othersBusy ?? 0));
-    const loads = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.map((s) => `${s.load} (others ${Math.round(s.busy * 100)}% before, ${during(s.value)}% during)`)]));
+    const loads = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.map((s) => `${s.load} (others ${Math.round(s.busy * 100)}% before, ${during(s.value)}% during)`)]));
     const out: Record<string, unknown> = { load: loads, llamaBench: llamaBenchFig, llamaBatchedBench: batchedFig };
-    lines.push(`\n${type.toUpperCase()}  (llama.cpp ${Object.entries(tools.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ")}, ${threads} threads; medians of ${rounds} rounds; ratios are per round, then the median)`);
+    lines.push(
+      `\n${type.toUpperCase()}  (llama.cpp ${Object.entries(tools.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ")}, ${threads} threads; ` +
+        `medians of rounds ${kept.join(", ")} of ${rounds}${clean.length > 0 ? ` (the rounds where others used ≤ ${CLEAN_ROUND * 100}% of the CPUs)` : " (no round was quiet)"}; ratios are per round, then the median)`,
+    );
     lines.push(
       `  llama-bench: prompt ${r1(llamaBenchFig.prompt)} tok/s, generation ${r1(llamaBenchFig.generation)} tok/s; ` +
         `llama-batched-bench generation total: 1 seq ${r1(batchedFig.one)}, ${SEQUENCES} seqs ${r1(batchedFig.all)} tok/s`,
@@ -214,6 +220,8 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
       const friend = r[`friend-${build}`] as Array<Sample<FriendResult>> | undefined;
       if (!friend) continue;
       const ratio = (f: (fr: FriendResult, round: number) => number | undefined) => r2(median(friend.map((s) => f(s.value, s.round) ?? Number.NaN)));
+      const extras = r[`friend-${build}-lora-turns`] as Array<Sample<FriendResult>> | undefined;
+      const extra = (f: (fr: FriendResult) => number) => (extras?.length ? r2(median(extras.map((s) => f(s.value)))) : undefined);
       const fig = {
         binary: friend[0]!.value.binary,
         prompt: median(friend.map((s) => s.value.speed!.promptTokensPerSecond)),
@@ -226,28 +234,23 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
         channelsAllRatio: ratio((fr, round) => fr.channels![SEQUENCES]! / byRound(batched, round)!.result[SEQUENCES]!),
         batchingGain: ratio((fr) => fr.channels![SEQUENCES]! / fr.channels![1]!),
         peakRssMiB: Math.max(...friend.map((s) => s.value.peakRssMiB)),
-        ...(friend[0]!.value.lora
-          ? {
-              loraPromptOverhead: ratio((fr) => 1 - fr.lora!.adapter.promptTokensPerSecond / fr.lora!.base.promptTokensPerSecond),
-              loraGenerationOverhead: ratio((fr) => 1 - fr.lora!.adapter.generationTokensPerSecond / fr.lora!.base.generationTokensPerSecond),
-            }
-          : {}),
-        ...(friend[0]!.value.turns
-          ? {
-              ttftTurn1Ms: median(friend.map((s) => s.value.turns!.turn1Ms)),
-              ttftTurn20Ms: median(friend.map((s) => s.value.turns!.turn20Ms)),
-              ttftTurn20NoReuseMs: median(friend.map((s) => s.value.turns!.turn20NoReuseMs)),
-              ttftTurn20OverTurn1: ratio((fr) => fr.turns!.turn20Ms / fr.turns!.turn1Ms),
-              evaluatedPerTurn: friend[0]!.value.turns!.evaluated,
-            }
-          : {}),
+        loraPromptOverhead: extra((fr) => 1 - fr.lora!.adapter.promptTokensPerSecond / fr.lora!.base.promptTokensPerSecond),
+        loraGenerationOverhead: extra((fr) => 1 - fr.lora!.adapter.generationTokensPerSecond / fr.lora!.base.generationTokensPerSecond),
+        ttftTurn1Ms: extra((fr) => fr.turns!.turn1Ms),
+        ttftTurn20Ms: extra((fr) => fr.turns!.turn20Ms),
+        ttftTurn20NoReuseMs: extra((fr) => fr.turns!.turn20NoReuseMs),
+        ttftTurn20OverTurn1: extra((fr) => fr.turns!.turn20Ms / fr.turns!.turn1Ms),
+        evaluatedPerTurn: extras?.[0]?.value.turns?.evaluated,
       };
       out[`friend-${build}`] = fig;
       lines.push(`  Friend, ${fig.binary}:`);
       lines.push(`    prompt ${r1(fig.prompt)} tok/s = ${fig.promptRatio}× llama-bench;  generation ${r1(fig.generation)} tok/s = ${fig.generationRatio}× llama-bench`);
       lines.push(`    generation total: 1 channel ${r1(fig.channelsOne)} tok/s = ${fig.channelsOneRatio}×, ${SEQUENCES} channels ${r1(fig.channelsAll)} tok/s = ${fig.channelsAllRatio}× llama-batched-bench (${fig.batchingGain}× of 1 channel)`);
       if (fig.loraGenerationOverhead !== undefined) lines.push(`    LoRA overhead: prompt ${r1(100 * fig.loraPromptOverhead!)}%, generation ${r1(100 * fig.loraGenerationOverhead)}%`);
-      if (fig.ttftTurn1Ms !== undefined) lines.push(`    time to first token: turn 1 ${Math.round(fig.ttftTurn1Ms)} ms, turn 20 ${Math.round(fig.ttftTurn20Ms!)} ms (${fig.ttftTurn20OverTurn1}× turn 1), turn 20 without the cache ${Math.round(fig.ttftTurn20NoReuseMs!)} ms`);
+      if (fig.ttftTurn1Ms !== undefined) {
+        lines.push(`    time to first token: turn 1 ${Math.round(fig.ttftTurn1Ms)} ms, turn 20 ${Math.round(fig.ttftTurn20Ms!)} ms (${fig.ttftTurn20OverTurn1}× turn 1), turn 20 without the cache ${Math.round(fig.ttftTurn20NoReuseMs!)} ms`);
+        lines.push(`    prompt tokens evaluated per turn: ${fig.evaluatedPerTurn?.join(" ")}`);
+      }
       lines.push(`    peak RSS ${fig.peakRssMiB} MiB (llama-bench ${llamaBenchFig.peakRssMiB} MiB)`);
     }
     lines.push(`  load average (1 min) at each run, and the CPU share other processes used just before and during it:`);

@@ -69,7 +69,7 @@ describe("cpuFlags", () => {
 
 describe("findLocalBuild", () => {
   const dir = join(tmp, "builds");
-  const options = { GGML_NATIVE: "ON", GGML_OPENMP: "OFF" };
+  const options = { GGML_NATIVE: "ON", GGML_OPENMP: "ON" };
   plantBuild(join(dir, "a-other-options"), { GGML_NATIVE: "ON" });
   plantBuild(join(dir, "b-unfinished"), options);
   rmSync(join(dir, "b-unfinished", "buildDone.status"));

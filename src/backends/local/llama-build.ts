@@ -19,9 +19,11 @@ export type LlamaBuildChoice = (typeof LLAMA_BUILDS)[number];
 /**
  * The cmake options of the native build, chosen by measurement (docs/PERFORMANCE.md):
  * - `GGML_NATIVE`: compile the CPU backend for this CPU's instruction set (AVX-512 and so on).
- * - `GGML_OPENMP=OFF`: ggml's own thread pool; OpenMP's spinning workers were slower on 2 cores.
+ * - `GGML_OPENMP=ON`: node-llama-cpp attaches no ggml thread pool, so without OpenMP every decode
+ *   starts and joins its worker threads afresh; OpenMP keeps one team alive. On a small model that
+ *   doubled generation speed on 2 cores (llama.cpp's own tools attach a pool and do not need it).
  */
-export const NATIVE_CMAKE_OPTIONS: Readonly<Record<string, string>> = { GGML_NATIVE: "ON", GGML_OPENMP: "OFF" };
+export const NATIVE_CMAKE_OPTIONS: Readonly<Record<string, string>> = { GGML_NATIVE: "ON", GGML_OPENMP: "ON" };
 
 const NODE_LLAMA_CPP_LLAMA_DIR = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "llama");
 /** node-llama-cpp's folder of local builds (its `source build` writes there, `source clear` empties it). */

@@ -10,7 +10,7 @@ export type LlamaLogSink = (level: LlamaLogLevel, message: string) => void;
 /** The binary a runtime actually runs, for the start-up log and /status. */
 export interface LlamaBinary {
   kind: LlamaBuildChoice;
-  /** One line, e.g. `native build (GGML_NATIVE=ON GGML_OPENMP=OFF)` or `prebuilt (cuda)`. */
+  /** One line, e.g. `native build (cpu, GGML_NATIVE=ON GGML_OPENMP=ON)` or `prebuilt (cuda)`. */
   description: string;
   /** Set when the native build was asked for but the prebuilt runs: why it could not be used. */
   fallback?: string;
