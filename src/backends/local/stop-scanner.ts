@@ -1,0 +1,62 @@
+/**
+ * Finds the request's stop sequences in streamed model text, the way an API's `stop` works: the
+ * text before the first stop is released, the stop and everything after it never are. Text that
+ * could still turn out to be the start of a stop is held back until it is decided, so a stream
+ * never shows `\nRo` and then takes it back.
+ */
+export interface StopScan {
+  /** Text that is certainly not part of a stop: show it. */
+  text: string;
+  /** A stop sequence appeared: the generation is over, and `text` is all of the reply that remains. */
+  stopped: boolean;
+}
+
+export class StopScanner {
+  private readonly stops: readonly string[];
+  private held = "";
+  private done = false;
+
+  constructor(stops: readonly string[]) {
+    this.stops = stops.filter((s) => s.length > 0);
+  }
+
+  push(chunk: string): StopScan {
+    if (this.done) return { text: "", stopped: true };
+    const text = this.held + chunk;
+    let first = -1;
+    for (const stop of this.stops) {
+      const at = text.indexOf(stop);
+      if (at !== -1 && (first === -1 || at < first)) first = at;
+    }
+    if (first !== -1) {
+      this.done = true;
+      this.held = "";
+      return { text: text.slice(0, first), stopped: true };
+    }
+    const keep = this.partialStopLength(text);
+    this.held = text.slice(text.length - keep);
+    return { text: text.slice(0, text.length - keep), stopped: false };
+  }
+
+  /** Ends the stream without a stop (end of text, token limit): what was held back is text after all. */
+  flush(): string {
+    const rest = this.done ? "" : this.held;
+    this.held = "";
+    this.done = true;
+    return rest;
+  }
+
+  /** Length of the longest end of `text` that is the beginning of some stop. */
+  private partialStopLength(text: string): number {
+    let longest = 0;
+    for (const stop of this.stops) {
+      for (let n = Math.min(stop.length - 1, text.length); n > longest; n--) {
+        if (text.endsWith(stop.slice(0, n))) {
+          longest = n;
+          break;
+        }
+      }
+    }
+    return longest;
+  }
+}
