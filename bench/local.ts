@@ -9,6 +9,8 @@
  *                        the same bundled source with the same options as Friend's native build,
  *                        and print Friend's figures as ratios of theirs
  *   --sweep              Friend alone with LLAMA_SEQUENCES 1, 2, 4 and context sizes 1024–4096
+ *   --build-options      llama-bench alone, built with each candidate set of cmake options
+ *                        (native with and without OpenMP, without the llamafile kernels)
  *   --rounds N           alternating rounds (default 3)
  *   --types f16,q8_0     weight types (default both)
  *   --binaries native,prebuilt   which llama.cpp binaries Friend runs (default: native if built, and prebuilt)
@@ -327,6 +329,43 @@ async function friendOnly(): Promise<void> {
   }
 }
 
+/** The cmake option sets `--build-options` compares (each is built once into bench/.cache). */
+const CANDIDATE_OPTIONS: ReadonlyArray<Record<string, string>> = [
+  { GGML_NATIVE: "ON", GGML_OPENMP: "ON" },
+  { GGML_NATIVE: "ON", GGML_OPENMP: "OFF" },
+  { GGML_NATIVE: "ON", GGML_OPENMP: "ON", GGML_LLAMAFILE: "OFF" },
+];
+
+async function buildOptions(): Promise<void> {
+  const rounds = Number(arg("--rounds")) || 3;
+  const types = (arg("--types") ?? "f16,q8_0").split(",") as SyntheticWeightType[];
+  const files = models(types);
+  const tools = CANDIDATE_OPTIONS.map((o) => ensureLlamaTools(o));
+  const label = (t: LlamaTools) => Object.entries(t.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ");
+  const results: Array<{ type: string; options: string; round: number; load: number; othersBusy: number; prompt: number; generation: number }> = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const type of types) {
+      for (const t of round % 2 ? tools : [...tools].reverse()) {
+        const { load } = await quietEnough();
+        const run = await llamaBench(t, files.model[type]!, { threads, promptTokens: 128, genTokens: GEN_TOKENS, reps: 2 });
+        results.push({ type, options: label(t), round, load, othersBusy: run.othersBusy, prompt: run.result.promptTokensPerSecond, generation: run.result.generationTokensPerSecond });
+        console.error(`[round ${round}, ${type}] ${label(t)}: load ${load}, others ${run.othersBusy}: ${JSON.stringify(run.result)}`);
+      }
+    }
+  }
+  console.error(`\nllama-bench (pp128, tg${GEN_TOKENS}, ${threads} threads), median of ${rounds} rounds, and per round as a ratio of the first option set:`);
+  for (const type of types) {
+    for (const t of tools) {
+      const mine = results.filter((x) => x.type === type && x.options === label(t));
+      const ratio = (key: "prompt" | "generation") =>
+        r2(median(mine.map((x) => x[key] / results.find((y) => y.type === type && y.round === x.round && y.options === label(tools[0]!))![key])));
+      console.error(`  ${type} ${label(t)}: prompt ${r1(median(mine.map((x) => x.prompt)))} (${ratio("prompt")}×), generation ${r1(median(mine.map((x) => x.generation)))} (${ratio("generation")}×); load ${mine.map((x) => x.load).join("/")}`);
+    }
+  }
+  console.log(JSON.stringify(results));
+}
+
 if (flag("--vs-llama-cpp")) await vsLlamaCpp();
+else if (flag("--build-options")) await buildOptions();
 else if (flag("--sweep")) await sweep();
 else await friendOnly();
