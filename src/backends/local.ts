@@ -491,9 +491,15 @@ export class LocalBackend implements Backend {
           },
         })
         .then((end) => {
-          if (end === "eog") stopReason = "eos";
-          if (end !== "aborted") release(stops.flush());
-          else if (!signal.aborted) this.log.debug({ channelId, completionTokens: sampled }, "local generation ended by its reader");
+          if (end === "aborted") {
+            if (!signal.aborted) this.log.debug({ channelId, completionTokens: sampled }, "local generation ended by its reader");
+            return end;
+          }
+          // Text held back as a possible stop is the reply's after all, up to a stop it holds.
+          const last = stops.flush();
+          release(last.text);
+          if (last.stopped) stopReason = "stop";
+          else if (end === "eog") stopReason = "eos";
           return end;
         })
         .finally(() => {

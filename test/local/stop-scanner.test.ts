@@ -11,8 +11,9 @@ function scan(stops: readonly string[], chunks: readonly string[]): { released: 
     released.push(out.text);
     if (out.stopped) return { released, stopped: true };
   }
-  released.push(scanner.flush());
-  return { released, stopped: false };
+  const end = scanner.flush();
+  released.push(end.text);
+  return { released, stopped: end.stopped };
 }
 
 /** What an API's `stop` leaves of the whole text: everything before the earliest stop. */
@@ -32,6 +33,9 @@ describe("StopScanner", () => {
     ["held text is released at the end of the stream", ["\nRoss:"], [" Hi.\nRo"], [" Hi.", "\nRo"], false],
     ["a stop that overlaps itself", ["aab"], ["aa", "aab"], ["", "aa"], true],
     ["empty stops are ignored", [""], [" Hi."], [" Hi.", ""], false],
+    ["a shorter stop waits while a longer one that starts earlier may still complete", ["aRaa", "R"], ["a", "Ra", "a"], ["", "", ""], true],
+    ["…and wins once the longer one cannot", ["aRaa", "R"], ["a", "Ra", "b"], ["", "", "a"], true],
+    ["a stop held at the end of the stream still cuts", ["aRaa", "R"], ["a", "Ra"], ["", "", "a"], true],
   ])("%s", (_name, stops, chunks, released, stopped) => {
     expect(scan(stops, chunks)).toEqual({ released, stopped });
   });
@@ -40,7 +44,7 @@ describe("StopScanner", () => {
     const scanner = new StopScanner(["\n"]);
     expect(scanner.push("a\nb")).toEqual({ text: "a", stopped: true });
     expect(scanner.push("c")).toEqual({ text: "", stopped: true });
-    expect(scanner.flush()).toBe("");
+    expect(scanner.flush()).toEqual({ text: "", stopped: true });
   });
 
   it("for any text, stops and chunking: releases exactly the text before the first stop, and never a piece of a stop", () => {
@@ -60,7 +64,7 @@ describe("StopScanner", () => {
           expect(want.text.startsWith(shown)).toBe(true);
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: 5000 },
     );
   });
 });

@@ -23,27 +23,36 @@ export class StopScanner {
   push(chunk: string): StopScan {
     if (this.done) return { text: "", stopped: true };
     const text = this.held + chunk;
+    const first = this.firstStop(text);
+    // Where a stop could still begin: the longest end of the text that starts some stop.
+    const undecided = text.length - this.partialStopLength(text);
+    // A stop is certain once no longer one could still complete from an earlier position.
+    if (first !== -1 && first <= undecided) {
+      this.done = true;
+      this.held = "";
+      return { text: text.slice(0, first), stopped: true };
+    }
+    this.held = text.slice(undecided);
+    return { text: text.slice(0, undecided), stopped: false };
+  }
+
+  /** Ends the stream (end of text, token limit): held text is released, up to a stop it holds, if any. */
+  flush(): StopScan {
+    if (this.done) return { text: "", stopped: true };
+    const first = this.firstStop(this.held);
+    const scan = first === -1 ? { text: this.held, stopped: false } : { text: this.held.slice(0, first), stopped: true };
+    this.held = "";
+    this.done = true;
+    return scan;
+  }
+
+  private firstStop(text: string): number {
     let first = -1;
     for (const stop of this.stops) {
       const at = text.indexOf(stop);
       if (at !== -1 && (first === -1 || at < first)) first = at;
     }
-    if (first !== -1) {
-      this.done = true;
-      this.held = "";
-      return { text: text.slice(0, first), stopped: true };
-    }
-    const keep = this.partialStopLength(text);
-    this.held = text.slice(text.length - keep);
-    return { text: text.slice(0, text.length - keep), stopped: false };
-  }
-
-  /** Ends the stream without a stop (end of text, token limit): what was held back is text after all. */
-  flush(): string {
-    const rest = this.done ? "" : this.held;
-    this.held = "";
-    this.done = true;
-    return rest;
+    return first;
   }
 
   /** Length of the longest end of `text` that is the beginning of some stop. */
