@@ -1,6 +1,7 @@
 # Friend: a self-hosted Discord chatbot that talks like a Friends character.
 #   docker build -t friend .                      CPU image (llama.cpp CPU binary only)
 #   docker build -t friend:cuda --build-arg GPU=cuda .   keeps the CUDA binaries; run with --gpus all
+#   docker build -t friend --build-arg LLAMA_BUILD=native .   compiles llama.cpp for the build host's CPU (docs/LOCAL.md)
 # scripts/container-smoke.sh performs these same steps without Docker; keep the two in step.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
@@ -16,15 +17,25 @@ RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
+# LLAMA_BUILD=native: llama.cpp compiled for this CPU by node-llama-cpp from its bundled source
+# (minutes, no network). If it fails the image keeps the prebuilt binary, and Friend logs why.
+ARG LLAMA_BUILD=prebuilt
+COPY scripts/build-llama.ts ./scripts/
+RUN if [ "$LLAMA_BUILD" = native ]; then \
+      apt-get update && apt-get install -y --no-install-recommends cmake git && rm -rf /var/lib/apt/lists/* && \
+      { npm run build:llama -- --slim || echo "native llama.cpp build failed: the image runs the prebuilt binary"; }; \
+    fi
 RUN npm prune --omit=dev
 COPY scripts/prune-gpu-binaries.sh ./scripts/
 RUN sh scripts/prune-gpu-binaries.sh node_modules "$GPU"
 
 # --- runtime: Node, tini, the build output, nothing else ---
 FROM ${NODE_IMAGE} AS runtime
+ARG LLAMA_BUILD=prebuilt
 RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV NODE_ENV=production \
+    LLAMA_BUILD=${LLAMA_BUILD} \
     FRIEND_DB_PATH=/app/data/friend.db \
     FRIEND_HTTP_PORT=8080 \
     FRIEND_HTTP_HOST=127.0.0.1

@@ -1,238 +1,371 @@
 /**
- * Benchmark of the local backend (`npm run bench`), on a synthetic model with TinyLlama-1.1B's
- * shapes and random F16 weights (about 2.2 GB, written to a temp dir and deleted afterwards), with
- * and without a rank-16 LoRA adapter on q/k/v/o. It measures, through LocalBackend itself:
- * - prompt and generation tokens per second, with and without the adapter (best of alternating rounds);
- * - time to first token at turn 1 and turn 20 of a channel (and turn 20 with the cache reset);
- * - total generation throughput of 1 channel vs 4 channels at once;
- * - peak memory (max RSS).
- * The numbers go in docs/PERFORMANCE.md; nothing is asserted.
+ * Benchmark of the local backend (`npm run bench -- local [options]`), on synthetic models with
+ * TinyLlama-1.1B's shapes and random weights, F16 and Q8_0, written by the test suite's GGUF
+ * writer into bench/.cache (about 3.4 GB, kept between runs) with a rank-16 LoRA adapter on q/k/v/o.
+ * Nothing is asserted; the figures go in docs/PERFORMANCE.md. The machine is shared and noisy, so
+ * every comparison is made within one run, in alternating rounds, with the load average recorded.
  *
- * Environment: LLAMA_THREADS and LLAMA_GPU_LAYERS as for Friend; BENCH_LAYERS to use fewer layers
- * for a quick check of the script itself; BENCH_DIR for where the model is written.
+ *   --vs-llama-cpp       also run llama.cpp's own llama-bench and llama-batched-bench, built from
+ *                        the same bundled source with the same options as Friend's native build,
+ *                        and print Friend's figures as ratios of theirs
+ *   --sweep              Friend alone with LLAMA_SEQUENCES 1, 2, 4 and context sizes 1024–4096
+ *   --build-options      llama-bench alone, built with each candidate set of cmake options
+ *                        (native with and without OpenMP, without the llamafile kernels)
+ *   --rounds N           alternating rounds (default 3)
+ *   --types f16,q8_0     weight types (default both)
+ *   --binaries native,prebuilt   which llama.cpp binaries Friend runs (default: native if built, and prebuilt)
+ *   --wait-quiet M       before each run, wait up to M minutes (default 10) for other processes to leave the CPUs
+ *
+ * Environment: LLAMA_THREADS (default: the core count), BENCH_LAYERS (fewer layers, to check the script quickly).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
-import type { GenerateRequest } from "../src/core/backend.ts";
-import { LocalBackend, type LocalGenerationStats } from "../src/backends/local.ts";
-import { loadSettings } from "../src/config/settings.ts";
-import type { Turn } from "../src/core/turn.ts";
-import { cleanReply } from "../src/reply/clean.ts";
-import { TINYLLAMA_SHAPE, writeSyntheticLlama, writeSyntheticLora } from "../test/gguf/synthetic-llama.ts";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { findLocalBuild } from "../src/backends/local/llama-build.ts";
+import { TINYLLAMA_SHAPE, writeSyntheticLlama, writeSyntheticLora, type SyntheticWeightType } from "../test/gguf/synthetic-llama.ts";
+import { ensureLlamaTools, llamaBatchedBench, llamaBench, watchProcess, type LlamaTools } from "./llama-cpp-tools.ts";
+import type { FriendJob, FriendResult, SpeedFigures } from "./local-friend.ts";
 
-const persona = loadSettings().persona;
+const CACHE = resolve(import.meta.dirname, ".cache");
 const threads = Number(process.env.LLAMA_THREADS) || availableParallelism();
-const gpuLayers: "auto" | number =
-  process.env.LLAMA_GPU_LAYERS && process.env.LLAMA_GPU_LAYERS !== "auto" ? Number(process.env.LLAMA_GPU_LAYERS) : "auto";
 const shape = { ...TINYLLAMA_SHAPE, layers: Number(process.env.BENCH_LAYERS) || TINYLLAMA_SHAPE.layers };
+/** llama-bench's -n and Friend's reply length for the speed figures. */
+const GEN_TOKENS = 32;
+/** Tokens per channel sequence, as in llama-batched-bench's -c / npl. */
+const CONTEXT_SIZE = 2048;
+const SEQUENCES = 4;
 
-/** Tokens generated for the speed measurements and per channel in the batching test. */
-const GEN_TOKENS = 16;
-/** Base and adapter speeds are measured in alternating rounds and the best kept: shared machines are noisy. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS) || 2;
-/** Tokens per reply in the 20-turn conversation (time to first token is what it measures). */
-const TURN_TOKENS = 4;
+type Binary = FriendJob["build"];
 
-const LINES = [
-  "so what do you think about the new coffee place downtown, is it any good at all",
-  "i cannot believe you said that to my mother at dinner last night, she is still upset",
-  "we should totally go to the beach this weekend if the weather holds up for once",
-  "did you see the game yesterday, that last minute goal was completely unbelievable",
-  "my landlord wants to raise the rent again and i honestly do not know what to do",
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i === -1 ? undefined : process.argv[i + 1];
+}
+const flag = (name: string) => process.argv.includes(name);
+
+const load1 = () => Math.round(loadavg()[0]! * 100) / 100;
+
+/** Share of all CPUs busy over `ms` (from /proc/stat): what other processes are using right now. */
+async function busyShare(ms = 1000): Promise<number> {
+  const read = () => {
+    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/).slice(1).map(Number);
+    const idle = cpu[3]! + (cpu[4] ?? 0);
+    return { idle, total: cpu.reduce((a, b) => a + b, 0) };
+  };
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
+}
+
+/**
+ * Waits (up to `--wait-quiet` minutes, default 10) until other processes use under 10% of the
+ * CPUs: llama.cpp's threads wait for each other at every step, so one busy neighbour on a 2-core
+ * machine slows generation tenfold. Returns the load to record with the run.
+ */
+async function quietEnough(): Promise<{ load: number; busy: number }> {
+  const deadline = Date.now() + (Number(arg("--wait-quiet") ?? 10) * 60_000);
+  let busy = await busyShare();
+  while (busy > 0.1 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5000));
+    busy = await busyShare();
+  }
+  return { load: load1(), busy: Math.round(busy * 100) / 100 };
+}
+const r1 = (n: number) => Math.round(n * 10) / 10;
+const r2 = (n: number) => Math.round(n * 100) / 100;
+const median = (xs: readonly number[]) => {
+  const s = [...xs].filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** The synthetic files, written once per shape and writer version. */
+function models(types: readonly SyntheticWeightType[]): { model: Record<string, string>; lora: string } {
+  const writer = ["../test/gguf/writer.ts", "../test/gguf/synthetic-llama.ts"].map((f) => readFileSync(new URL(f, import.meta.url)));
+  const key = createHash("sha1").update(JSON.stringify(shape)).update(Buffer.concat(writer)).digest("hex").slice(0, 10);
+  const dir = join(CACHE, "models");
+  mkdirSync(dir, { recursive: true });
+  const write = (path: string, make: (tmp: string) => number) => {
+    if (existsSync(path)) return;
+    const started = performance.now();
+    const bytes = make(`${path}.partial`);
+    renameSync(`${path}.partial`, path);
+    console.error(`wrote ${path} (${r2(bytes / 2 ** 30)} GiB) in ${r1((performance.now() - started) / 1000)} s`);
+  };
+  const model: Record<string, string> = {};
+  for (const type of types) {
+    model[type] = join(dir, `synthetic-${key}-${type}.gguf`);
+    write(model[type], (tmp) => writeSyntheticLlama(tmp, shape, type));
+  }
+  const lora = join(dir, `synthetic-${key}-lora-r16.gguf`);
+  write(lora, (tmp) => writeSyntheticLora(tmp, shape, 16));
+  return { model, lora };
+}
+
+/** Runs bench/local-friend.ts in a process of its own. */
+function friend(job: FriendJob): Promise<FriendResult & { othersBusy: number }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", resolve(import.meta.dirname, "local-friend.ts"), JSON.stringify(job)], { stdio: ["ignore", "pipe", "inherit"] });
+    const stop = watchProcess(child.pid!);
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString("utf8")));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const { othersBusy } = stop();
+      const line = out.trim().split("\n").pop() ?? "";
+      if (code !== 0 || !line.startsWith("{")) reject(new Error(`Friend's bench process exited ${code}: ${out.slice(-2000)}`));
+      else resolvePromise({ ...(JSON.parse(line) as FriendResult), othersBusy });
+    });
+  });
+}
+
+interface Sample<T> {
+  round: number;
+  /** 1-minute load average when the run started. */
+  load: number;
+  /** Share of the CPUs other processes used in the second before it started. */
+  busy: number;
+  value: T;
+}
+
+async function vsLlamaCpp(): Promise<void> {
+  const rounds = Number(arg("--rounds")) || 3;
+  const types = (arg("--types") ?? "f16,q8_0").split(",") as SyntheticWeightType[];
+  const nativeBuilt = findLocalBuild() !== undefined;
+  const binaries = (arg("--binaries")?.split(",") as Binary[] | undefined) ?? (nativeBuilt ? ["native", "prebuilt"] : ["prebuilt"]);
+  if (!nativeBuilt) console.error("no native build (npm run build:llama): Friend runs the prebuilt binary only, against llama.cpp built with the native options");
+  const files = models(types);
+  const tools: LlamaTools = ensureLlamaTools();
+
+  const record: Record<string, Record<string, Array<Sample<unknown>>>> = {};
+  const put = (type: string, what: string, sample: Sample<unknown>) => ((record[type] ??= {})[what] ??= []).push(sample);
+
+  let promptTokens = 0;
+  for (let round = 1; round <= rounds; round++) {
+    for (const type of types) {
+      const model = files.model[type]!;
+      const steps: Array<[string, () => Promise<unknown>]> = [
+        ["llama-bench", async () => llamaBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, reps: 2 })],
+        ["llama-batched-bench", async () => llamaBatchedBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, parallel: [1, SEQUENCES], contextPerSequence: CONTEXT_SIZE })],
+        ...binaries.map((build): [string, () => Promise<unknown>] => [
+          `friend-${build}`,
+          async () => {
+            const result = await friend({ ...friendJob(model, build), measure: ["speed", "channels"] });
+            promptTokens ||= result.speed?.promptTokens ?? 0;
+            return result;
+          },
+        ]),
+        // LoRA overhead and time to first token are Friend's own figures: the first binary only, in a run of their own.
+        [`friend-${binaries[0]}-lora-turns`, async () => friend({ ...friendJob(model, binaries[0]!), loraPath: files.lora, measure: ["lora", "turns"] })],
+      ];
+      // Friend first in round 1, so llama-bench gets the same prompt length; then the order turns each round.
+      const order = round % 2 === 1 ? [...steps.slice(2), ...steps.slice(0, 2)] : [...steps].reverse();
+      for (const [name, run] of order) {
+        const { load, busy } = await quietEnough();
+        const started = performance.now();
+        const value = await run();
+        console.error(`[round ${round}, ${type}] ${name}: ${r1((performance.now() - started) / 1000)} s, load ${load}, others busy ${busy}: ${JSON.stringify(value)}`);
+        put(type, name, { round, load, busy, value });
+      }
+    }
+  }
+  report(record, types, binaries, rounds, tools);
+}
+
+type ToolValue<T> = { result: T; peakRssMiB: number };
+
+function friendJob(modelPath: string, build: Binary): FriendJob {
+  return { modelPath, build, threads, contextSize: CONTEXT_SIZE, sequences: SEQUENCES, measure: [], genTokens: GEN_TOKENS, reps: 2 };
+}
+
+/** Others may use at most this share of the CPUs during a round's runs for the round to count. */
+const CLEAN_ROUND = 0.15;
+
+function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, types: readonly string[], binaries: readonly Binary[], rounds: number, tools: LlamaTools): void {
+  const lines: string[] = [];
+  const summary: Record<string, unknown> = {
+    machine: { cpus: availableParallelism(), threads, node: process.version },
+    shape,
+    rounds,
+    llamaCppOptions: tools.cmakeOptions,
+  };
+  for (const type of types) {
+    const all = record[type]!;
+    // Rounds in which no run shared the CPUs with much else; all rounds if there is none.
+    const busyIn = (round: number) => Math.max(...Object.values(all).flatMap((v) => v.filter((x) => x.round === round).map((x) => (x.value as { othersBusy?: number }).othersBusy ?? 0)));
+    const clean = Array.from({ length: rounds }, (_, i) => i + 1).filter((round) => busyIn(round) <= CLEAN_ROUND);
+    const kept = clean.length > 0 ? clean : Array.from({ length: rounds }, (_, i) => i + 1);
+    const r = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.filter((x) => kept.includes(x.round))]));
+    const bench = r["llama-bench"] as Array<Sample<ToolValue<{ promptTokensPerSecond: number; generationTokensPerSecond: number }>>>;
+    const batched = r["llama-batched-bench"] as Array<Sample<ToolValue<Record<number, number>>>>;
+    const byRound = <T>(samples: Array<Sample<T>>, round: number) => samples.find((s) => s.round === round)?.value;
+    const llamaBenchFig = {
+      prompt: median(bench.map((s) => s.value.result.promptTokensPerSecond)),
+      generation: median(bench.map((s) => s.value.result.generationTokensPerSecond)),
+      peakRssMiB: Math.max(...bench.map((s) => s.value.peakRssMiB)),
+    };
+    const batchedFig = { one: median(batched.map((s) => s.value.result[1]!)), all: median(batched.map((s) => s.value.result[SEQUENCES]!)) };
+    const during = (v: unknown) => Math.round(100 * ((v as { othersBusy?: number }).othersBusy ?? 0));
+    const loads = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.map((s) => `${s.load} (others ${Math.round(s.busy * 100)}% before, ${during(s.value)}% during)`)]));
+    const out: Record<string, unknown> = { load: loads, llamaBench: llamaBenchFig, llamaBatchedBench: batchedFig };
+    lines.push(
+      `\n${type.toUpperCase()}  (llama.cpp ${Object.entries(tools.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ")}, ${threads} threads; ` +
+        `medians of rounds ${kept.join(", ")} of ${rounds}${clean.length > 0 ? ` (the rounds where others used ≤ ${CLEAN_ROUND * 100}% of the CPUs)` : " (no round was quiet)"}; ratios are per round, then the median)`,
+    );
+    lines.push(
+      `  llama-bench: prompt ${r1(llamaBenchFig.prompt)} tok/s, generation ${r1(llamaBenchFig.generation)} tok/s; ` +
+        `llama-batched-bench generation total: 1 seq ${r1(batchedFig.one)}, ${SEQUENCES} seqs ${r1(batchedFig.all)} tok/s`,
+    );
+    for (const build of binaries) {
+      const friend = r[`friend-${build}`] as Array<Sample<FriendResult>> | undefined;
+      if (!friend) continue;
+      const ratio = (f: (fr: FriendResult, round: number) => number | undefined) => r2(median(friend.map((s) => f(s.value, s.round) ?? Number.NaN)));
+      const extras = r[`friend-${build}-lora-turns`] as Array<Sample<FriendResult>> | undefined;
+      const extra = (f: (fr: FriendResult) => number) => (extras?.length ? r2(median(extras.map((s) => f(s.value)))) : undefined);
+      const fig = {
+        binary: friend[0]!.value.binary,
+        prompt: median(friend.map((s) => s.value.speed!.promptTokensPerSecond)),
+        generation: median(friend.map((s) => s.value.speed!.generationTokensPerSecond)),
+        channelsOne: median(friend.map((s) => s.value.channels![1]!)),
+        channelsAll: median(friend.map((s) => s.value.channels![SEQUENCES]!)),
+        promptRatio: ratio((fr, round) => fr.speed!.promptTokensPerSecond / byRound(bench, round)!.result.promptTokensPerSecond),
+        generationRatio: ratio((fr, round) => fr.speed!.generationTokensPerSecond / byRound(bench, round)!.result.generationTokensPerSecond),
+        channelsOneRatio: ratio((fr, round) => fr.channels![1]! / byRound(batched, round)!.result[1]!),
+        channelsAllRatio: ratio((fr, round) => fr.channels![SEQUENCES]! / byRound(batched, round)!.result[SEQUENCES]!),
+        batchingGain: ratio((fr) => fr.channels![SEQUENCES]! / fr.channels![1]!),
+        peakRssMiB: Math.max(...friend.map((s) => s.value.peakRssMiB)),
+        loraPromptOverhead: extra((fr) => 1 - fr.lora!.adapter.promptTokensPerSecond / fr.lora!.base.promptTokensPerSecond),
+        loraGenerationOverhead: extra((fr) => 1 - fr.lora!.adapter.generationTokensPerSecond / fr.lora!.base.generationTokensPerSecond),
+        ttftTurn1Ms: extra((fr) => fr.turns!.turn1Ms),
+        ttftTurn20Ms: extra((fr) => fr.turns!.turn20Ms),
+        ttftTurn20NoReuseMs: extra((fr) => fr.turns!.turn20NoReuseMs),
+        ttftTurn20OverTurn1: extra((fr) => fr.turns!.turn20Ms / fr.turns!.turn1Ms),
+        evaluatedPerTurn: extras?.[0]?.value.turns?.evaluated,
+      };
+      out[`friend-${build}`] = fig;
+      lines.push(`  Friend, ${fig.binary}:`);
+      lines.push(`    prompt ${r1(fig.prompt)} tok/s = ${fig.promptRatio}× llama-bench;  generation ${r1(fig.generation)} tok/s = ${fig.generationRatio}× llama-bench`);
+      lines.push(`    generation total: 1 channel ${r1(fig.channelsOne)} tok/s = ${fig.channelsOneRatio}×, ${SEQUENCES} channels ${r1(fig.channelsAll)} tok/s = ${fig.channelsAllRatio}× llama-batched-bench (${fig.batchingGain}× of 1 channel)`);
+      if (fig.loraGenerationOverhead !== undefined) lines.push(`    LoRA overhead: prompt ${r1(100 * fig.loraPromptOverhead!)}%, generation ${r1(100 * fig.loraGenerationOverhead)}%`);
+      if (fig.ttftTurn1Ms !== undefined) {
+        lines.push(`    time to first token: turn 1 ${Math.round(fig.ttftTurn1Ms)} ms, turn 20 ${Math.round(fig.ttftTurn20Ms!)} ms (${fig.ttftTurn20OverTurn1}× turn 1), turn 20 without the cache ${Math.round(fig.ttftTurn20NoReuseMs!)} ms`);
+        lines.push(`    prompt tokens evaluated per turn: ${fig.evaluatedPerTurn?.join(" ")}`);
+      }
+      lines.push(`    peak RSS ${fig.peakRssMiB} MiB (llama-bench ${llamaBenchFig.peakRssMiB} MiB)`);
+    }
+    lines.push(`  load average (1 min) at each run, and the CPU share other processes used just before and during it:`);
+    for (const [k, v] of Object.entries(loads)) lines.push(`    ${k}: ${v.join(" / ")}`);
+    summary[type] = out;
+  }
+  console.log(JSON.stringify(summary, null, 2));
+  console.error(lines.join("\n"));
+}
+
+/** Friend alone: single-channel and all-channel speed for several LLAMA_SEQUENCES and context sizes. */
+async function sweep(): Promise<void> {
+  const rounds = Number(arg("--rounds")) || 2;
+  const types = (arg("--types") ?? "q8_0").split(",") as SyntheticWeightType[];
+  const build: Binary = (arg("--binaries")?.split(",")[0] as Binary | undefined) ?? (findLocalBuild() ? "native" : "prebuilt");
+  const files = models(types);
+  const configs = [
+    { sequences: 1, contextSize: 2048 },
+    { sequences: 2, contextSize: 2048 },
+    { sequences: 4, contextSize: 2048 },
+    { sequences: 4, contextSize: 1024 },
+    { sequences: 4, contextSize: 4096 },
+  ];
+  const results: Array<{ type: string; sequences: number; contextSize: number; round: number; load: number; r: FriendResult }> = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const type of types) {
+      for (const c of round % 2 ? configs : [...configs].reverse()) {
+        const { load } = await quietEnough();
+        const r = await friend({ modelPath: files.model[type]!, build, threads, ...c, measure: ["speed", "channels"], genTokens: GEN_TOKENS, reps: 2 });
+        console.error(`[round ${round}, ${type}] sequences ${c.sequences} × ${c.contextSize}: load ${load}: ${JSON.stringify(r)}`);
+        results.push({ type, ...c, round, load, r });
+      }
+    }
+  }
+  console.error(`\nFriend (${build}), ${threads} threads, medians of ${rounds} rounds; "1 channel" is the prompt/generation speed of one channel in that context:`);
+  for (const type of types) {
+    const base = results.filter((x) => x.type === type && x.sequences === 1);
+    for (const c of configs) {
+      const rs = results.filter((x) => x.type === type && x.sequences === c.sequences && x.contextSize === c.contextSize);
+      const vsOne = median(rs.map((x) => x.r.speed!.generationTokensPerSecond / base.find((b) => b.round === x.round)!.r.speed!.generationTokensPerSecond));
+      console.error(
+        `  ${type} sequences ${c.sequences} × ${c.contextSize}: 1 channel prompt ${r1(median(rs.map((x) => x.r.speed!.promptTokensPerSecond)))}, generation ${r1(median(rs.map((x) => x.r.speed!.generationTokensPerSecond)))} tok/s (${r2(vsOne)}× of 1 sequence); ` +
+          `all ${c.sequences} channels ${r1(median(rs.map((x) => x.r.channels![c.sequences]!)))} tok/s; peak RSS ${Math.max(...rs.map((x) => x.r.peakRssMiB))} MiB; load ${rs.map((x) => x.load).join("/")}`,
+      );
+    }
+  }
+  console.log(JSON.stringify(results.map(({ r, ...rest }) => ({ ...rest, ...r }))));
+}
+
+/** The plain run: Friend only, with whichever binaries are present. */
+async function friendOnly(): Promise<void> {
+  const rounds = Number(arg("--rounds")) || 2;
+  const types = (arg("--types") ?? "f16,q8_0").split(",") as SyntheticWeightType[];
+  const binaries = (arg("--binaries")?.split(",") as Binary[] | undefined) ?? (findLocalBuild() ? ["native", "prebuilt"] : ["prebuilt"]);
+  const files = models(types);
+  for (let round = 1; round <= rounds; round++) {
+    for (const type of types) {
+      for (const [i, build] of (round % 2 ? binaries : [...binaries].reverse()).entries()) {
+        const { load } = await quietEnough();
+        const r = await friend({
+          modelPath: files.model[type]!,
+          loraPath: files.lora,
+          build,
+          threads,
+          contextSize: CONTEXT_SIZE,
+          sequences: SEQUENCES,
+          measure: i === 0 && round === 1 ? ["speed", "channels", "lora", "turns"] : ["speed", "channels"],
+          genTokens: GEN_TOKENS,
+          reps: 2,
+        });
+        console.log(JSON.stringify({ round, type, load, ...r }));
+      }
+    }
+  }
+}
+
+/** The cmake option sets `--build-options` compares (each is built once into bench/.cache). */
+const CANDIDATE_OPTIONS: ReadonlyArray<Record<string, string>> = [
+  { GGML_NATIVE: "ON", GGML_OPENMP: "ON" },
+  { GGML_NATIVE: "ON", GGML_OPENMP: "OFF" },
+  { GGML_NATIVE: "ON", GGML_OPENMP: "ON", GGML_LLAMAFILE: "OFF" },
 ];
 
-let clock = 0;
-const turn = (author: string, text: string): Turn => ({ author, text, fromFriend: author === persona.name, at: ++clock });
-
-function request(channelId: string, turns: readonly Turn[], maxTokens: number): GenerateRequest {
-  return { channelId, persona, turns, stop: [], maxTokens, temperature: 0, topP: 1, signal: new AbortController().signal };
-}
-
-interface Timed {
-  text: string;
-  stats: LocalGenerationStats;
-  firstTokenMs: number;
-  totalMs: number;
-}
-
-async function timed(backend: LocalBackend, req: GenerateRequest): Promise<Timed> {
-  const start = performance.now();
-  let firstTokenMs = Number.NaN;
-  let text = "";
-  const gen = backend.generate(req);
-  for (;;) {
-    const next = await gen.next();
-    if (next.done) return { text, stats: next.value, firstTokenMs, totalMs: performance.now() - start };
-    if (Number.isNaN(firstTokenMs)) firstTokenMs = performance.now() - start;
-    text += next.value;
-  }
-}
-
-function maxRssMiB(): number {
-  return Math.round(process.resourceUsage().maxRSS / 1024);
-}
-
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
-const round2 = (n: number) => round(n, 2);
-
-/** A channel window of `n` user turns with Friend's replies between them. */
-function longWindow(n: number): Turn[] {
-  const turns: Turn[] = [];
-  for (let i = 0; i < n; i++) {
-    turns.push(turn("Alice", LINES[i % LINES.length]!));
-    if (i < n - 1) turns.push(turn(persona.name, "oh come on, you know i am right about this one"));
-  }
-  return turns;
-}
-
-type SpeedResult = Record<"loadMs" | "promptTokens" | "promptTokensPerSecond" | "generationTokensPerSecond", number>;
-
-async function measureSpeed(backend: LocalBackend, label: string): Promise<SpeedResult> {
-  const loadStart = performance.now();
-  await backend.prepare();
-  const loadMs = performance.now() - loadStart;
-  // A fresh channel: the whole prompt is evaluated, then GEN_TOKENS are generated.
-  const r = await timed(backend, request(`speed-${label}`, longWindow(3), GEN_TOKENS));
-  const promptTokensPerSecond = r.stats.evaluatedPromptTokens / (r.firstTokenMs / 1000);
-  const generationTokensPerSecond = (r.stats.completionTokens - 1) / ((r.totalMs - r.firstTokenMs) / 1000);
-  console.error(`[${label}] load ${round(loadMs)} ms, prompt ${r.stats.evaluatedPromptTokens} tok in ${round(r.firstTokenMs)} ms, ${r.stats.completionTokens} tok in ${round(r.totalMs)} ms`);
-  return { loadMs, promptTokens: r.stats.evaluatedPromptTokens, promptTokensPerSecond, generationTokensPerSecond };
-}
-
-async function measureTurns(backend: LocalBackend): Promise<Record<string, number>> {
-  let turns: Turn[] = [];
-  const ttft: number[] = [];
-  const evaluated: number[] = [];
-  let promptTokens = 0;
-  for (let i = 1; i <= 20; i++) {
-    turns = [...turns, turn("Alice", `${LINES[i % LINES.length]} (${i})`)];
-    const r = await timed(backend, request("conversation", turns, TURN_TOKENS));
-    ttft.push(r.firstTokenMs);
-    evaluated.push(r.stats.evaluatedPromptTokens);
-    promptTokens = r.stats.promptTokens;
-    const reply = cleanReply(r.text, { personaName: persona.name }) || "hm";
-    turns = [...turns, turn(persona.name, reply)];
-  }
-  // Turn 20 again on a cleared sequence: what every turn would cost without cache reuse.
-  turns = turns.slice(0, -1);
-  backend.resetChannel("conversation");
-  const cold = await timed(backend, request("conversation", turns, TURN_TOKENS));
-  console.error(`[turns] ttft ${ttft.map((t) => round(t, 0)).join(" ")} ms; evaluated ${evaluated.join(" ")}`);
-  return {
-    turn1FirstTokenMs: ttft[0]!,
-    turn1EvaluatedTokens: evaluated[0]!,
-    turn20FirstTokenMs: ttft[19]!,
-    turn20EvaluatedTokens: evaluated[19]!,
-    turn20PromptTokens: promptTokens,
-    turn20NoReuseFirstTokenMs: cold.firstTokenMs,
-    turn20NoReuseEvaluatedTokens: cold.stats.evaluatedPromptTokens,
-  };
-}
-
-async function measureChannels(backend: LocalBackend): Promise<Record<string, number>> {
-  const prompt = [turn("Alice", LINES[0]!)];
-  // Warm each channel's cache with the prompt so only generation is timed.
-  const channels = ["ch-1", "ch-2", "ch-3", "ch-4"];
-  await Promise.all(channels.map((c) => timed(backend, request(c, prompt, 1))));
-  const run = async (ids: string[]) => {
-    const start = performance.now();
-    const results = await Promise.all(ids.map((c) => timed(backend, request(c, prompt, GEN_TOKENS))));
-    const tokens = results.reduce((sum, r) => sum + r.stats.completionTokens, 0);
-    return tokens / ((performance.now() - start) / 1000);
-  };
-  let one = 0;
-  let four = 0;
-  for (let round = 1; round <= ROUNDS; round++) {
-    one = Math.max(one, await run(channels.slice(0, 1)));
-    four = Math.max(four, await run(channels));
-    console.error(`[channels, round ${round}] 1 channel ${round2(one)} tok/s, 4 channels ${round2(four)} tok/s (best so far)`);
-  }
-  return { oneChannelTokensPerSecond: one, fourChannelsTokensPerSecond: four };
-}
-
-async function main(): Promise<void> {
-  const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "friend-bench-"));
-  const modelPath = join(dir, "synthetic-tinyllama-f16.gguf");
-  const loraPath = join(dir, "synthetic-lora-r16.gguf");
-  try {
-    let t = performance.now();
-    const modelBytes = writeSyntheticLlama(modelPath, shape);
-    const loraBytes = writeSyntheticLora(loraPath, shape, 16);
-    console.error(`wrote ${round(modelBytes / 2 ** 30, 2)} GiB model + ${round(loraBytes / 2 ** 20, 1)} MiB adapter in ${round((performance.now() - t) / 1000)} s`);
-
-    const options = { modelPath, threads, gpuLayers, contextSize: 2048, sequences: 4 };
-    let baseSpeed: SpeedResult | undefined;
-    let tunedSpeed: SpeedResult | undefined;
-    let rssAfterBase = 0;
-    for (let round = 1; round <= ROUNDS; round++) {
-      const base = new LocalBackend(options);
-      baseSpeed = best(baseSpeed, await measureSpeed(base, `base, round ${round}`));
-      await base.close();
-      rssAfterBase ||= maxRssMiB();
-      const withAdapter = new LocalBackend({ ...options, loraPath });
-      tunedSpeed = best(tunedSpeed, await measureSpeed(withAdapter, `adapter, round ${round}`));
-      await withAdapter.close();
+async function buildOptions(): Promise<void> {
+  const rounds = Number(arg("--rounds")) || 3;
+  const types = (arg("--types") ?? "f16,q8_0").split(",") as SyntheticWeightType[];
+  const files = models(types);
+  const tools = CANDIDATE_OPTIONS.map((o) => ensureLlamaTools(o));
+  const label = (t: LlamaTools) => Object.entries(t.cmakeOptions).map(([k, v]) => `${k}=${v}`).join(" ");
+  const results: Array<{ type: string; options: string; round: number; load: number; othersBusy: number; prompt: number; generation: number }> = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const type of types) {
+      for (const t of round % 2 ? tools : [...tools].reverse()) {
+        const { load } = await quietEnough();
+        const run = await llamaBench(t, files.model[type]!, { threads, promptTokens: 128, genTokens: GEN_TOKENS, reps: 2 });
+        results.push({ type, options: label(t), round, load, othersBusy: run.othersBusy, prompt: run.result.promptTokensPerSecond, generation: run.result.generationTokensPerSecond });
+        console.error(`[round ${round}, ${type}] ${label(t)}: load ${load}, others ${run.othersBusy}: ${JSON.stringify(run.result)}`);
+      }
     }
-
-    const tuned = new LocalBackend({ ...options, loraPath });
-    await tuned.prepare();
-    t = performance.now();
-    const turns = await measureTurns(tuned);
-    const channels = await measureChannels(tuned);
-    console.error(`[turns + channels] ${round((performance.now() - t) / 1000)} s`);
-    await tuned.close();
-
-    const report = {
-      machine: { cpus: availableParallelism(), threads, gpuLayers, loadAverage1m: round(loadavg()[0]!, 2), node: process.version },
-      model: { shape, modelGiB: round(modelBytes / 2 ** 30, 2), adapterMiB: round(loraBytes / 2 ** 20, 1), contextSize: 2048, sequences: 4 },
-      speed: { rounds: ROUNDS, base: mapValues(baseSpeed!, (v) => round(v)), adapter: mapValues(tunedSpeed!, (v) => round(v)) },
-      turns: mapValues(turns, (v) => round(v)),
-      channels: mapValues(channels, (v) => round(v, 2)),
-      peakRssMiB: { baseOnly: rssAfterBase, overall: maxRssMiB() },
-    };
-    console.log(JSON.stringify(report, null, 2));
-    printTable(report);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
+  console.error(`\nllama-bench (pp128, tg${GEN_TOKENS}, ${threads} threads), median of ${rounds} rounds, and per round as a ratio of the first option set:`);
+  for (const type of types) {
+    for (const t of tools) {
+      const mine = results.filter((x) => x.type === type && x.options === label(t));
+      const ratio = (key: "prompt" | "generation") =>
+        r2(median(mine.map((x) => x[key] / results.find((y) => y.type === type && y.round === x.round && y.options === label(tools[0]!))![key])));
+      console.error(`  ${type} ${label(t)}: prompt ${r1(median(mine.map((x) => x.prompt)))} (${ratio("prompt")}×), generation ${r1(median(mine.map((x) => x.generation)))} (${ratio("generation")}×); load ${mine.map((x) => x.load).join("/")}`);
+    }
+  }
+  console.log(JSON.stringify(results));
 }
 
-/** The faster of two measurements of the same thing. */
-function best(a: SpeedResult | undefined, b: SpeedResult): SpeedResult {
-  if (!a) return b;
-  return {
-    loadMs: Math.min(a.loadMs, b.loadMs),
-    promptTokens: b.promptTokens,
-    promptTokensPerSecond: Math.max(a.promptTokensPerSecond, b.promptTokensPerSecond),
-    generationTokensPerSecond: Math.max(a.generationTokensPerSecond, b.generationTokensPerSecond),
-  };
-}
-
-function mapValues<T extends Record<string, number>>(o: T, f: (v: number) => number): Record<keyof T, number> {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)])) as Record<keyof T, number>;
-}
-
-function printTable(r: {
-  speed: { base: Record<string, number>; adapter: Record<string, number> };
-  turns: Record<string, number>;
-  channels: Record<string, number>;
-  peakRssMiB: Record<string, number>;
-}): void {
-  const rows: Array<[string, string, string]> = [
-    ["", "base", "with adapter"],
-    ["load, best (ms)", `${r.speed.base.loadMs}`, `${r.speed.adapter.loadMs}`],
-    ["prompt tokens/s", `${r.speed.base.promptTokensPerSecond}`, `${r.speed.adapter.promptTokensPerSecond}`],
-    ["generation tokens/s", `${r.speed.base.generationTokensPerSecond}`, `${r.speed.adapter.generationTokensPerSecond}`],
-  ];
-  console.error("\n" + rows.map((row) => row.map((c) => c.padEnd(24)).join("")).join("\n"));
-  console.error(
-    `\ntime to first token (adapter): turn 1 ${r.turns.turn1FirstTokenMs} ms (${r.turns.turn1EvaluatedTokens} tokens evaluated), ` +
-      `turn 20 ${r.turns.turn20FirstTokenMs} ms (${r.turns.turn20EvaluatedTokens} of ${r.turns.turn20PromptTokens}), ` +
-      `turn 20 without reuse ${r.turns.turn20NoReuseFirstTokenMs} ms (${r.turns.turn20NoReuseEvaluatedTokens})`,
-  );
-  console.error(`generation throughput: 1 channel ${r.channels.oneChannelTokensPerSecond} tok/s, 4 channels at once ${r.channels.fourChannelsTokensPerSecond} tok/s`);
-  console.error(`peak RSS: ${r.peakRssMiB.overall} MiB (base only: ${r.peakRssMiB.baseOnly} MiB)`);
-}
-
-await main();
+if (flag("--vs-llama-cpp")) await vsLlamaCpp();
+else if (flag("--build-options")) await buildOptions();
+else if (flag("--sweep")) await sweep();
+else await friendOnly();

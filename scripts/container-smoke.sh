@@ -3,9 +3,10 @@
 # the repository, then starts the result against a loopback fake Discord, waits for /healthz to
 # answer 200, stops it with SIGTERM and reports the install size. Every step runs on the image's
 # Node major, from scripts/node24.sh (node-gyp builds better-sqlite3 against its headers).
-#   usage: scripts/container-smoke.sh [cpu|cuda|vulkan]
+#   usage: [LLAMA_BUILD=native] scripts/container-smoke.sh [cpu|cuda|vulkan]
 set -euo pipefail
 gpu="${1:-cpu}"
+llama_build="${LLAMA_BUILD:-prebuilt}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'kill "${friend_pid:-}" "${fakes_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -32,6 +33,10 @@ npm ci --no-audit --no-fund
 cp "$work/context/tsconfig.json" "$work/context/tsconfig.build.json" .
 cp -r "$work/context/src" ./src
 npm run build
+if [ "$llama_build" = native ]; then
+  mkdir -p scripts && cp "$work/context/scripts/build-llama.ts" scripts/
+  npm run build:llama -- --slim || echo "native llama.cpp build failed: the image runs the prebuilt binary"
+fi
 npm prune --omit=dev --no-audit --no-fund
 mkdir -p scripts && cp "$work/context/scripts/prune-gpu-binaries.sh" scripts/
 sh scripts/prune-gpu-binaries.sh node_modules "$gpu"
@@ -52,7 +57,7 @@ fakes_pid=$!
 for _ in $(seq 100); do [ -s "$work/fakes.json" ] && break; sleep 0.1; done
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 env -i PATH="$PATH" HOME="$work" NODE_ENV=production FRIEND_DB_PATH="$work/app/data/friend.db" \
-  FRIEND_HTTP_PORT="$port" FRIEND_HTTP_HOST=127.0.0.1 LOG_LEVEL=info \
+  FRIEND_HTTP_PORT="$port" FRIEND_HTTP_HOST=127.0.0.1 LOG_LEVEL=info LLAMA_BUILD="$llama_build" \
   $(node -e 'const e=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));for(const[k,v]of Object.entries(e))console.log(k+"="+v)' "$work/fakes.json") \
   node dist/main.js >"$work/friend.log" 2>&1 &
 friend_pid=$!

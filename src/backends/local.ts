@@ -6,16 +6,17 @@
  *   completion of `renderScript`'s prompt, never a chat template.
  * - One context with N sequences; each channel borrows a sequence and keeps it between turns, so a
  *   new turn evaluates only the tokens after the cached prefix (see `ChannelSlots`, `fitPrompt`).
- * - Several channels generating at once are batched by node-llama-cpp through the shared context.
+ * - Several channels generating at once share every decode: `LockstepDecoder` asks each of them
+ *   for its next token together, so one batch carries all of them.
+ * - It streams raw model text, cut only at the request's stop sequences; the caller cleans it and
+ *   ends a generation early by aborting its signal or calling `return()` on the generator.
  */
 import { availableParallelism } from "node:os";
 import {
   InsufficientMemoryError,
-  LlamaCompletion,
   LlamaLogLevel,
   LlamaLogLevelGreaterThanOrEqual,
   LlamaVocabularyType,
-  type LlamaCompletionResponse,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
@@ -23,18 +24,21 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { pino, type Logger } from "pino";
-import { recentSpeakers, renderScript } from "./prompt.ts";
-import { ReplyCleaner } from "../reply/clean.ts";
+import { renderScript } from "./prompt.ts";
+import { LOCAL_DEFAULTS, type LlamaBuildChoice } from "../config/local-defaults.ts";
 import { BackendError, type Backend, type BackendInfo, type GenerateRequest, type GenerationStats } from "../core/backend.ts";
+import { describeModelSource, modelSourceName, parseModelSource, type ModelSource } from "../core/model-source.ts";
+import { reuseCachedTokens, type TokenCodec } from "./local/cached-tokens.ts";
 import { ChannelSlots, type Lease } from "./local/channel-slots.ts";
 import { ChunkQueue } from "./local/chunk-queue.ts";
 import { withDeadline } from "./local/deadline.ts";
-import { LOCAL_DEFAULTS } from "../config/local-defaults.ts";
+import { LockstepDecoder, type DecodeJobEnd } from "./local/lockstep.ts";
 import { DownloadReport, fetchModelFile } from "./local/model-download.ts";
 import { checkGgufFile, describeLoadError, llamaFailureReason, type ModelFileRole } from "./local/model-files.ts";
-import { describeModelSource, modelSourceName, parseModelSource, type ModelSource } from "../core/model-source.ts";
+import { llamaBinary, llamaRuntime, onLlamaLog } from "./local/runtime.ts";
+import { StopScanner } from "./local/stop-scanner.ts";
+import { TokenText } from "./local/token-text.ts";
 import { fitPrompt } from "./prompt-fit.ts";
-import { llamaRuntime, onLlamaLog } from "./local/runtime.ts";
 
 export interface LocalBackendOptions {
   /**
@@ -68,12 +72,14 @@ export interface LocalBackendOptions {
   downloadStallMs?: number;
   /** Where to draw a download progress bar. Default: stderr when it is a terminal; otherwise progress is logged every few percent. */
   progressBar?: NodeJS.WritableStream | false;
+  /** Which llama.cpp binary (LLAMA_BUILD): "prebuilt" (default), or "native" for `npm run build:llama`'s, when it loads. */
+  build?: LlamaBuildChoice;
   /** Where load progress, llama.cpp warnings and per-generation counters go. Default: silent. */
   logger?: Logger;
 }
 
-/** Why a local generation ended. `speaker`: the reply cleaner saw a new speaker the stop list missed. */
-export type LocalStopReason = "eos" | "stop" | "speaker" | "maxTokens";
+/** Why a local generation ended: the end-of-text token, a stop sequence, or the token limit. */
+export type LocalStopReason = "eos" | "stop" | "maxTokens";
 
 export interface LocalGenerationStats extends GenerationStats {
   promptTokens: number;
@@ -84,12 +90,17 @@ export interface LocalGenerationStats extends GenerationStats {
   stopReason: LocalStopReason;
   /** Oldest window turns left out of the prompt to fit the context. */
   droppedTurns: number;
+  /** From the request to the first sampled token (prompt evaluation included), in ms. */
+  firstTokenMs: number;
 }
 
 /** After a trim, the prompt uses at most this fraction of its budget, so many turns fit before the next one. */
 const TRIM_TO_FRACTION = 0.5;
 /** Prompt tokens evaluated between abort checks; llama.cpp cannot be interrupted inside one decode. */
 const PREFILL_CHUNK = 256;
+/** Sampling as node-llama-cpp's LlamaCompletion does it: top-k 40, and a 1.1 repeat penalty over the reply's last 64 tokens (newlines exempt). */
+const TOP_K = 40;
+const REPEAT_PENALTY_TOKENS = 64;
 
 interface Loaded {
   /** The files in use, after any download. */
@@ -115,7 +126,9 @@ export class LocalBackend implements Backend {
   private readonly loadTimeoutMs: number;
   private readonly files: Pick<LocalBackendOptions, "modelsDir" | "adaptersDir" | "huggingFaceEndpoint" | "huggingFaceToken" | "downloadStallMs">;
   private readonly progressBar: NodeJS.WritableStream | undefined;
+  private readonly build: LlamaBuildChoice;
   private readonly log: Logger;
+  private readonly decoder = new LockstepDecoder();
 
   private loading: Promise<Loaded> | undefined;
   private loaded: Loaded | undefined;
@@ -146,6 +159,7 @@ export class LocalBackend implements Backend {
       downloadStallMs: options.downloadStallMs ?? LOCAL_DEFAULTS.downloadStallMs,
     };
     this.progressBar = options.progressBar === false ? undefined : (options.progressBar ?? (process.stderr.isTTY ? process.stderr : undefined));
+    this.build = options.build ?? LOCAL_DEFAULTS.build;
     this.log = (options.logger ?? pino({ enabled: false })).child({ backend: "local" });
     if (!Number.isFinite(this.loraScale)) throw new RangeError(`loraScale must be a number, got ${this.loraScale}`);
     if (!Number.isInteger(this.threads) || this.threads < 1) throw new RangeError(`threads must be a positive integer, got ${this.threads}`);
@@ -164,6 +178,7 @@ export class LocalBackend implements Backend {
       ...(this.loraSource ? { adapter: modelSourceName(this.loraSource) } : {}),
       loaded: this.loaded !== undefined,
       ...(this.progress ? { progress: { ...this.progress } } : {}),
+      ...(this.loaded ? { binary: llamaBinary(this.loaded.model.llama).description } : {}),
     };
   }
 
@@ -230,7 +245,7 @@ export class LocalBackend implements Backend {
 
     let llama;
     try {
-      llama = await llamaRuntime({ gpu: this.gpuLayers !== 0, threads: this.threads });
+      llama = await llamaRuntime({ gpu: this.gpuLayers !== 0, threads: this.threads, build: this.build, logger: this.log });
     } catch (err) {
       throw new BackendError("load", `Cannot start llama.cpp from node-llama-cpp's prebuilt binary: ${(err as Error).message}`, { cause: err });
     }
@@ -404,14 +419,15 @@ export class LocalBackend implements Backend {
     const working = new Promise<void>((resolve) => (untrack = resolve));
     this.inFlight.add(working);
     void working.then(() => this.inFlight.delete(working));
-    // Aborted by the reply cleaner when the model starts a line for someone else.
-    const speakerCut = new AbortController();
-    const completion = new LlamaCompletion({ contextSequence: lease.slot.sequence });
-    let generation: Promise<LlamaCompletionResponse> | undefined;
-    let sampled = (): number => 0;
-    const started = Date.now();
+    // Aborted when the reader stops early (return() on this generator): the decode loop drops the sequence.
+    const readerGone = new AbortController();
+    let job: Promise<DecodeJobEnd> | undefined;
+    let sampled = 0;
+    const started = performance.now();
+    let firstTokenMs = Number.NaN;
     try {
       const sequence = lease.slot.sequence;
+      const { model } = loaded;
       // Another channel's transcript must never leak into this one.
       if (lease.reassigned) await sequence.clearHistory();
 
@@ -424,7 +440,7 @@ export class LocalBackend implements Backend {
         budget: sequence.contextSize - reserved,
         trimToFraction: TRIM_TO_FRACTION,
         // Tokens, not the string: node-llama-cpp trims a string's leading space before tokenizing.
-        encode: (turns) => loaded.model.tokenize(renderScript(request.persona, turns)),
+        encode: (turns) => model.tokenize(renderScript(request.persona, turns)),
       });
       if (!fit) {
         throw new BackendError(
@@ -434,61 +450,86 @@ export class LocalBackend implements Backend {
       }
       if (fit.trimmed) this.log.info({ channelId, droppedTurns: fit.start }, "local prompt trimmed to fit the context");
 
-      const input = loaded.firstToken === null ? [...fit.tokens] : [loaded.firstToken, ...fit.tokens];
-      const evaluatedPromptTokens = await prefill(sequence, input, signal);
+      const fresh = loaded.firstToken === null ? [...fit.tokens] : [loaded.firstToken, ...fit.tokens];
+      // The previous reply as the model sampled it, where its text is unchanged, so its cache stays valid.
+      const reused = reuseCachedTokens(sequence.contextTokens, fresh, tokenCodec(model));
+      const input = reused.length + maxTokens < sequence.contextSize ? reused : fresh;
+      const { evaluated, tail } = await prefill(sequence, input, signal);
       lease.slot.firstTurnAt = request.turns[fit.start]?.at;
 
       const chunks = new ChunkQueue<string>();
-      const cleaner = new ReplyCleaner({ personaName: request.persona.name, windowNames: recentSpeakers(request.turns) });
-      const meterBefore = sequence.tokenMeter.getState();
-      // Every sampled token needed one set of logits: the meter's output count is the reply length.
-      sampled = () => sequence.tokenMeter.getState().usedOutputTokens - meterBefore.usedOutputTokens;
-      generation = completion
-        .generateCompletionWithMeta([...fit.tokens], {
-          maxTokens,
-          temperature: request.temperature,
-          ...(request.temperature > 0 ? { topP: request.topP } : {}),
-          customStopTriggers: request.stop,
-          signal: AbortSignal.any([signal, speakerCut.signal]),
-          stopOnAbortSignal: true,
-          // The prompt was sized to fit with the reply: never let node-llama-cpp drop tokens itself.
-          disableContextShift: true,
-          contextShiftSize: maxTokens,
-          onTextChunk: (text) => {
-            chunks.push(text);
-            // The stop list holds only likely names; the cleaner knows any `\nName:` line is the end.
-            if (!speakerCut.signal.aborted && cleaner.push(text).done) speakerCut.abort();
+      const text = new TokenText(model);
+      const stops = new StopScanner(request.stop);
+      const reply: Token[] = [];
+      let stopReason: LocalStopReason = "maxTokens";
+      const release = (piece: string): void => {
+        if (piece) chunks.push(piece);
+      };
+      job = this.decoder
+        .run({
+          // The prompt's tail is decoded in the same pass that samples the first reply token.
+          tokens: sequence.evaluate(tail, {
+            temperature: request.temperature,
+            topK: TOP_K,
+            ...(request.temperature > 0 ? { topP: request.topP } : {}),
+            repeatPenalty: {
+              punishTokens: () => reply.slice(-REPEAT_PENALTY_TOKENS).filter((t) => t !== model.tokens.nl),
+              maxPunishTokens: REPEAT_PENALTY_TOKENS,
+            },
+          }),
+          signal: AbortSignal.any([signal, readerGone.signal]),
+          accept: (token) => {
+            if (sampled++ === 0) firstTokenMs = performance.now() - started;
+            reply.push(token);
+            const scan = stops.push(text.push(token));
+            release(scan.text);
+            if (scan.stopped) {
+              stopReason = "stop";
+              return false;
+            }
+            return sampled < maxTokens;
           },
+        })
+        .then((end) => {
+          if (end === "aborted") {
+            if (!signal.aborted) this.log.debug({ channelId, completionTokens: sampled }, "local generation ended by its reader");
+            return end;
+          }
+          // Text held back as a possible stop is the reply's after all, up to a stop it holds.
+          const last = stops.flush();
+          release(last.text);
+          if (last.stopped) stopReason = "stop";
+          else if (end === "eog") stopReason = "eos";
+          return end;
         })
         .finally(() => {
           chunks.end();
           untrack();
         });
-      generation.catch(() => undefined); // observed below; this keeps an early exit from leaving it unhandled
+      job.catch(() => undefined); // observed below; this keeps an early exit from leaving it unhandled
 
       for await (const chunk of chunks) yield chunk;
-      const result = await generation;
+      await job;
       signal.throwIfAborted();
 
-      const completionTokens = sampled();
       const stats: LocalGenerationStats = {
         promptTokens: input.length,
-        completionTokens,
-        evaluatedPromptTokens,
-        stopReason: stopReasonOf(result, speakerCut.signal.aborted),
+        completionTokens: sampled,
+        evaluatedPromptTokens: evaluated,
+        stopReason,
         droppedTurns: fit.start,
+        firstTokenMs,
       };
-      this.log.debug({ channelId, ...stats, ms: Date.now() - started }, "local generation");
+      this.log.debug({ channelId, ...stats, ms: Math.round(performance.now() - started) }, "local generation");
       return stats;
     } catch (err) {
-      if (signal.aborted) throw this.abortedError(request, sampled());
+      if (signal.aborted) throw this.abortedError(request, sampled);
       if (err instanceof BackendError) throw err;
       throw new BackendError("unknown", `Local generation failed: ${(err as Error).message}`, { cause: err });
     } finally {
-      // Also reached when the reader stops early: end the generation before freeing the sequence.
-      speakerCut.abort();
-      await generation?.catch(() => undefined);
-      completion.dispose();
+      // Also reached when the reader stops early (return()): end the decoding before freeing the sequence.
+      readerGone.abort();
+      await job?.catch(() => undefined);
       lease.release();
       untrack();
     }
@@ -502,23 +543,30 @@ export class LocalBackend implements Backend {
 }
 
 /**
- * Evaluates the prompt into the sequence, reusing the cached prefix, in chunks so an abort is
- * noticed between them. Leaves the last token for LlamaCompletion, which needs its logits.
- * Returns how many prompt tokens were evaluated, as counted by the sequence's token meter.
+ * Evaluates the prompt into the sequence up to its tail, reusing the cached prefix, in chunks so
+ * an abort is noticed between them. The tail (at least one token) is left for the decode that
+ * samples the first reply token, so no pass over the weights is spent on it alone.
+ * Returns the tail and how many prompt tokens are evaluated in all (the rest came from the cache).
  */
-async function prefill(sequence: LlamaContextSequence, input: readonly Token[], signal: AbortSignal): Promise<number> {
-  const before = sequence.tokenMeter.getState();
-  const head = input.slice(0, -1);
+async function prefill(sequence: LlamaContextSequence, input: readonly Token[], signal: AbortSignal): Promise<{ evaluated: number; tail: Token[] }> {
   // Erases whatever follows the common prefix (the previous reply's tail, an old window start).
-  await sequence.adaptStateToTokens(head, false);
-  for (let i = sequence.nextTokenIndex; i < head.length; i += PREFILL_CHUNK) {
+  // At least the last token stays to evaluate: its logits give the first reply token.
+  await sequence.adaptStateToTokens(input.slice(0, -1), false);
+  const from = sequence.nextTokenIndex;
+  const tailStart = from + Math.floor((input.length - 1 - from) / PREFILL_CHUNK) * PREFILL_CHUNK;
+  for (let i = from; i < tailStart; i += PREFILL_CHUNK) {
     signal.throwIfAborted();
-    await sequence.evaluateWithoutGeneratingNewTokens(head.slice(i, i + PREFILL_CHUNK));
+    await sequence.evaluateWithoutGeneratingNewTokens(input.slice(i, i + PREFILL_CHUNK));
   }
   signal.throwIfAborted();
-  const after = sequence.tokenMeter.getState();
-  // +1: the last prompt token, which LlamaCompletion evaluates to sample the first reply token.
-  return after.usedInputTokens - before.usedInputTokens + (after.usedOutputTokens - before.usedOutputTokens) + 1;
+  return { evaluated: input.length - from, tail: input.slice(tailStart) };
+}
+
+function tokenCodec(model: LlamaModel): TokenCodec<Token> {
+  return {
+    detokenize: (tokens, before) => model.detokenize(tokens, false, before),
+    tokenizeContinuation: (text) => model.tokenize(text, false, "trimLeadingSpace"),
+  };
 }
 
 /** Settles like `promise`, or rejects as soon as `signal` aborts (the promise itself goes on). */
@@ -540,18 +588,5 @@ function firstPromptToken(model: LlamaModel): Token | null {
       return model.tokens.bos;
     default:
       return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
-  }
-}
-
-function stopReasonOf(result: LlamaCompletionResponse, speakerCut: boolean): LocalStopReason {
-  switch (result.metadata.stopReason) {
-    case "eogToken":
-      return "eos";
-    case "maxTokens":
-      return "maxTokens";
-    case "abort":
-      return speakerCut ? "speaker" : "stop";
-    default:
-      return "stop";
   }
 }

@@ -3,7 +3,7 @@ import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { BACKEND_NAMES } from "../core/backend.ts";
 import { parseModelSource } from "../core/model-source.ts";
-import { LOCAL_DEFAULTS } from "./local-defaults.ts";
+import { LLAMA_BUILDS, LOCAL_DEFAULTS, type LlamaBuildChoice } from "./local-defaults.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 import { loadSettings, type Settings } from "./settings.ts";
 
@@ -61,6 +61,7 @@ const envSchema = z.object({
   LLAMA_SEQUENCES: int(1, 64).default(LOCAL_DEFAULTS.sequences),
   LLAMA_LOAD_TIMEOUT_S: int(1, 86_400).default(LOCAL_DEFAULTS.loadTimeoutS),
   HF_TOKEN: optional(z.string()),
+  LLAMA_BUILD: z.enum(LLAMA_BUILDS, { error: `must be one of ${LLAMA_BUILDS.join(", ")}` }).default("prebuilt"),
   FRIEND_HTTP_PORT: optional(int(0, 65_535)),
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
   FRIEND_SHUTDOWN_GRACE_MS: int(0, 600_000).default(8000),
@@ -86,6 +87,7 @@ export interface LocalModelConfig {
   modelsDir?: string;
   adaptersDir?: string;
   huggingFaceEndpoint?: string;
+  build: LlamaBuildChoice;
 }
 
 export interface OpenAIConfig {
@@ -170,6 +172,7 @@ export function loadConfig(
       sequences: e.LLAMA_SEQUENCES,
       loadTimeoutMs: e.LLAMA_LOAD_TIMEOUT_S * 1000,
       huggingFaceToken: e.HF_TOKEN,
+      build: e.LLAMA_BUILD,
     },
     dbPath: e.FRIEND_DB_PATH,
     logLevel: e.LOG_LEVEL,

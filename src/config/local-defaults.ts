@@ -13,8 +13,13 @@ export const LOCAL_DEFAULTS = {
   gpuLayers: "auto",
   contextSize: 4096,
   sequences: 4,
+  build: "prebuilt",
   /** LLAMA_LOAD_TIMEOUT_S: a 7B Q4_K_M loads in seconds from a warm disk, a minute or two from a slow one. */
   loadTimeoutS: 300,
   /** A download that receives nothing for this long fails (node-llama-cpp's downloader would retry for about 12 minutes). */
   downloadStallMs: 60_000,
 } as const;
+
+/** LLAMA_BUILD: node-llama-cpp's prebuilt binary, or the build `npm run build:llama` made for this machine. */
+export const LLAMA_BUILDS = ["prebuilt", "native"] as const;
+export type LlamaBuildChoice = (typeof LLAMA_BUILDS)[number];

@@ -54,6 +54,8 @@ export interface BackendInfo {
    * /model reply. `text` is e.g. "downloading 37% of model.gguf (1.5 GB of 4.1 GB)".
    */
   progress?: { step: "downloading" | "loading"; text: string };
+  /** The inference binary, once loaded (local: which llama.cpp build runs, e.g. "native build (cpu, GGML_NATIVE=ON)"). */
+  binary?: string;
 }
 
 export type BackendErrorKind = "timeout" | "rate_limit" | "server" | "connection" | "auth" | "bad_request" | "load" | "aborted" | "unknown";

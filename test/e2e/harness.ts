@@ -110,7 +110,16 @@ export function useTinyModels(): { models: () => TinyModelSet; env: (extra?: Rec
   const models = () => set!;
   return {
     models,
-    env: (extra = {}) => ({ LLAMA_MODEL_PATH: models().model, LLAMA_LORA_PATH: "", LLAMA_THREADS: "1", LLAMA_CONTEXT_SIZE: "512", LLAMA_SEQUENCES: "2", ...extra }),
+    // LLAMA_BUILD=native in the test's environment runs these on `npm run build:llama`'s binary.
+    env: (extra = {}) => ({
+      LLAMA_MODEL_PATH: models().model,
+      LLAMA_LORA_PATH: "",
+      LLAMA_THREADS: "1",
+      LLAMA_CONTEXT_SIZE: "512",
+      LLAMA_SEQUENCES: "2",
+      LLAMA_BUILD: process.env.LLAMA_BUILD === "native" ? "native" : "prebuilt",
+      ...extra,
+    }),
   };
 }
 

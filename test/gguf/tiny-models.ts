@@ -47,6 +47,12 @@ export interface TinyScriptOptions {
   paddingBytes?: number;
 }
 
+/** Options of the script model alone (adapters are always F32). */
+export interface TinyModelOptions extends TinyScriptOptions {
+  /** Type of the weight matrices: F32 (default), or F16 / Q8_0 to check those encodings in llama.cpp. */
+  weights?: "f32" | "f16" | "q8_0";
+}
+
 const EMBEDDING = 64;
 const FEED_FORWARD = 64;
 const CONTEXT_LENGTH = 4096;
@@ -149,7 +155,7 @@ function llamaHeader(gguf: GgufWriter, name: string, embedding: number): void {
 }
 
 /** Writes the script model (see the top of this file). */
-export function writeTinyScriptModel(path: string, options: TinyScriptOptions = {}): void {
+export function writeTinyScriptModel(path: string, options: TinyModelOptions = {}): void {
   const d = design(options);
   const V = d.tokens.length;
   const E = EMBEDDING;
@@ -171,19 +177,20 @@ export function writeTinyScriptModel(path: string, options: TinyScriptOptions = 
   const output = new Float32Array(V * E); // ne [E, V]: row `next`, column `state`
   for (const [state, nextToken] of d.next) output[nextToken * E + state] = TABLE_WEIGHT;
 
+  const w = options.weights ?? "f32";
   const ones = new Float32Array(E).fill(1);
-  gguf.tensor("token_embd.weight", [E, V], "f32", embeddings);
+  gguf.tensor("token_embd.weight", [E, V], w, embeddings);
   gguf.tensor("output_norm.weight", [E], "f32", ones);
-  gguf.tensor("output.weight", [E, V], "f32", output);
+  gguf.tensor("output.weight", [E, V], w, output);
   // Zero attention and FFN outputs: the residual stream stays the token's own embedding.
   gguf.tensor("blk.0.attn_norm.weight", [E], "f32", ones);
   for (const name of ["attn_q", "attn_k", "attn_v", "attn_output"]) {
-    gguf.tensor(`blk.0.${name}.weight`, [E, E], "f32", new Float32Array(E * E));
+    gguf.tensor(`blk.0.${name}.weight`, [E, E], w, new Float32Array(E * E));
   }
   gguf.tensor("blk.0.ffn_norm.weight", [E], "f32", ones);
-  gguf.tensor("blk.0.ffn_gate.weight", [E, FEED_FORWARD], "f32", new Float32Array(E * FEED_FORWARD));
-  gguf.tensor("blk.0.ffn_up.weight", [E, FEED_FORWARD], "f32", new Float32Array(E * FEED_FORWARD));
-  gguf.tensor("blk.0.ffn_down.weight", [FEED_FORWARD, E], "f32", new Float32Array(FEED_FORWARD * E));
+  gguf.tensor("blk.0.ffn_gate.weight", [E, FEED_FORWARD], w, new Float32Array(E * FEED_FORWARD));
+  gguf.tensor("blk.0.ffn_up.weight", [E, FEED_FORWARD], w, new Float32Array(E * FEED_FORWARD));
+  gguf.tensor("blk.0.ffn_down.weight", [FEED_FORWARD, E], w, new Float32Array(FEED_FORWARD * E));
   gguf.write(path);
 }
 

@@ -35,7 +35,7 @@ export const GgufType = {
 export type GgufScalarType = Exclude<keyof typeof GgufType, "array">;
 
 /** ggml tensor types this writer can encode. */
-export const GgmlType = { f32: 0, f16: 1 } as const;
+export const GgmlType = { f32: 0, f16: 1, q8_0: 8 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
 type Scalar = number | bigint | boolean | string;
@@ -94,9 +94,12 @@ export class GgufWriter {
     if (data instanceof Float32Array && data.length !== elements) {
       throw new Error(`tensor ${name}: ${data.length} values for shape [${ne.join(", ")}] (${elements})`);
     }
+    if (type === "q8_0" && ne[0]! % Q8_0_BLOCK !== 0) {
+      throw new Error(`tensor ${name}: q8_0 rows must be a multiple of ${Q8_0_BLOCK} elements, got ${ne[0]}`);
+    }
     this.dataSize = align(this.dataSize);
     this.tensors.push({ name, ne, type, data, elements, offset: this.dataSize });
-    this.dataSize += elements * bytesPerElement(type);
+    this.dataSize += tensorBytes(type, elements);
     return this;
   }
 
@@ -158,8 +161,13 @@ function align(n: number): number {
   return Math.ceil(n / GGUF_ALIGNMENT) * GGUF_ALIGNMENT;
 }
 
-function bytesPerElement(type: GgmlTypeName): number {
-  return type === "f32" ? 4 : 2;
+/** Elements per Q8_0 block: one f16 scale and 32 int8 values (ggml's `block_q8_0`, 34 bytes). */
+export const Q8_0_BLOCK = 32;
+const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
+
+function tensorBytes(type: GgmlTypeName, elements: number): number {
+  if (type === "q8_0") return (elements / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
+  return elements * (type === "f32" ? 4 : 2);
 }
 
 function pad(fd: number, from: number, to: number): number {
@@ -178,7 +186,8 @@ function writeTensorData(fd: number, t: Tensor): number {
       chunk = new Float32Array(count);
       t.data(chunk, start);
     }
-    const bytes = t.type === "f32" ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength) : toF16Bytes(chunk);
+    const bytes =
+      t.type === "f32" ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength) : t.type === "f16" ? toF16Bytes(chunk) : toQ8_0Bytes(chunk);
     writeSync(fd, bytes);
     written += bytes.length;
   }
@@ -218,6 +227,33 @@ function toF16Bytes(values: Float32Array): Uint8Array {
   const out = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = f16Bits(values[i]!);
   return new Uint8Array(out.buffer);
+}
+
+/**
+ * ggml's reference Q8_0 quantizer (`quantize_row_q8_0_ref`): per block of 32, the scale is
+ * max|x|/127 stored as f16, and each value is round(x/scale) as int8. `values.length` must be a
+ * multiple of 32 (chunks are, and rows are checked in `tensor`).
+ */
+export function toQ8_0Bytes(values: Float32Array): Uint8Array {
+  const blocks = values.length / Q8_0_BLOCK;
+  const out = new Uint8Array(blocks * Q8_0_BLOCK_BYTES);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const base = b * Q8_0_BLOCK;
+    let amax = 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) amax = Math.max(amax, Math.abs(values[base + i]!));
+    const d = amax / 127;
+    const id = d ? 1 / d : 0;
+    const at = b * Q8_0_BLOCK_BYTES;
+    view.setUint16(at, f16Bits(d), true);
+    for (let i = 0; i < Q8_0_BLOCK; i++) view.setInt8(at + 2 + i, roundHalfAway(values[base + i]! * id));
+  }
+  return out;
+}
+
+/** C's roundf: halves away from zero (Math.round rounds -0.5 up to 0). */
+function roundHalfAway(x: number): number {
+  return Math.sign(x) * Math.round(Math.abs(x));
 }
 
 /** Little-endian byte builder for the header part of the file. */

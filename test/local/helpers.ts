@@ -2,6 +2,7 @@ import { Writable } from "node:stream";
 import { pino, type Logger } from "pino";
 import type { GenerateRequest } from "../../src/core/backend.ts";
 import type { LocalGenerationStats } from "../../src/backends/local.ts";
+import type { LlamaBuildChoice } from "../../src/config/local-defaults.ts";
 import { loadSettings } from "../../src/config/settings.ts";
 import type { Persona } from "../../src/core/persona.ts";
 import type { Turn } from "../../src/core/turn.ts";
@@ -13,6 +14,12 @@ export const persona: Persona = loadSettings().persona;
  * llama.cpp's spinning worker threads were measured 10× slower than one while other tests ran.
  */
 export const TEST_THREADS = 1;
+
+/**
+ * The llama.cpp binary the local tests run: the prebuilt one, or with `LLAMA_BUILD=native` in the
+ * environment the one `npm run build:llama` made (the same suite must pass on both).
+ */
+export const TEST_BUILD: LlamaBuildChoice = process.env.LLAMA_BUILD === "native" ? "native" : "prebuilt";
 
 let clock = 1_000;
 export function turn(author: string, text: string, fromFriend = author === persona.name): Turn {

@@ -11,13 +11,13 @@ import { BackendError } from "../../src/core/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
 import { RawGguf } from "../gguf/raw-gguf.ts";
 import { writeTinyLoraAdapter, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { capturingLogger, collect, request, TEST_THREADS, turn } from "./helpers.ts";
+import { capturingLogger, collect, request, TEST_BUILD, TEST_THREADS, turn } from "./helpers.ts";
 
 let files: TinyModelSet;
 const backends: LocalBackend[] = [];
 
 function backend(options: LocalBackendOptions): LocalBackend {
-  const b = new LocalBackend({ threads: TEST_THREADS, gpuLayers: 0, contextSize: 512, sequences: 1, ...options });
+  const b = new LocalBackend({ threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 512, sequences: 1, ...options });
   backends.push(b);
   return b;
 }

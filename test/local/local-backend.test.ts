@@ -10,17 +10,17 @@ import { BackendError } from "../../src/core/backend.ts";
 import { LocalBackend, type LocalBackendOptions } from "../../src/backends/local.ts";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { recentSpeakers, renderScript } from "../../src/backends/prompt.ts";
-import { cleanReply, streamingView } from "../../src/reply/clean.ts";
+import { cleanReply, ReplyCleaner, streamingView } from "../../src/reply/clean.ts";
 import { stopSequences } from "../../src/reply/speakers.ts";
 import { TINY_REPLY, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { capturingLogger, collect, persona, request, TEST_THREADS, turn } from "./helpers.ts";
+import { capturingLogger, collect, persona, request, TEST_BUILD, TEST_THREADS, turn } from "./helpers.ts";
 
 let files: TinyModelSet;
 let tokenizer: LlamaModel;
 const backends: LocalBackend[] = [];
 
 function backend(options: Partial<LocalBackendOptions> = {}): LocalBackend {
-  const b = new LocalBackend({ modelPath: files.model, threads: TEST_THREADS, gpuLayers: 0, contextSize: 512, sequences: 2, ...options });
+  const b = new LocalBackend({ modelPath: files.model, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 512, sequences: 2, ...options });
   backends.push(b);
   return b;
 }
@@ -31,7 +31,7 @@ const clean = (raw: string, turns: ReturnType<typeof turn>[]) => cleanReply(raw,
 beforeAll(async () => {
   files = writeTinyModelSet();
   // An independent tokenizer (vocab only) for the expected token counts.
-  const llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS });
+  const llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS, build: TEST_BUILD });
   tokenizer = await llama.loadModel({ modelPath: files.model, vocabOnly: true });
 });
 
@@ -58,17 +58,30 @@ describe("the designed hallucination", () => {
     }
   });
 
-  it("a speaker in no stop list is caught by the reply cleaner, which ends generation at once", async () => {
-    const b = backend({ modelPath: files.guntherModel });
+  it("a speaker in no stop list: the caller's cleaner ends the stream with return(), and decoding stops at once", async () => {
+    const { logger, lines } = capturingLogger();
+    const b = backend({ modelPath: files.guntherModel, logger });
     const turns = [turn("Alice", "hello there")];
     const stop = stopFor(turns);
     expect(stop.join()).not.toContain("Gunther");
-    const out = await collect(b.generate(request("c1", turns, { stop, maxTokens: 40 })));
-    expect(out.stats.stopReason).toBe("speaker");
-    expect(clean(out.text, turns)).toBe("Oh, I don't know.");
-    // ` Oh , ▁I ▁don't ▁know . \n Gunther: ▁(`: the cut comes as soon as `Gunther: (` is certain, not at maxTokens.
-    expect(out.stats.completionTokens).toBe(9);
-    expect(out.text).toBe("Oh, I don't know.\nGunther: (");
+    // What the conversation engine does: clean the raw stream, and stop reading once the cleaner is done.
+    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: recentSpeakers(turns) });
+    let raw = "";
+    for await (const chunk of b.generate(request("c1", turns, { stop, maxTokens: 40 }))) {
+      raw += chunk;
+      if (cleaner.push(chunk).done) break;
+    }
+    // ` Oh , ▁I ▁don't ▁know . \n Gunther: ▁(`: the cleaner is sure at the 9th token.
+    expect(raw).toBe("Oh, I don't know.\nGunther: (");
+    expect(clean(raw, turns)).toBe("Oh, I don't know.");
+    // The backend streams raw text only: it kept no cleaner of its own, and stopped within a step of the reader.
+    const ended = lines.find((l) => l.msg === "local generation ended by its reader");
+    expect(ended?.completionTokens).toBeGreaterThanOrEqual(9);
+    expect(ended?.completionTokens).toBeLessThanOrEqual(10);
+    // The channel's next turn reuses the cache up to where the stream was cut.
+    const next = [...turns, turn(persona.name, "Oh, I don't know."), turn("Alice", "why not?")];
+    const again = await collect(b.generate(request("c1", next, { stop: stopFor(next), maxTokens: 4 })));
+    expect(again.stats.evaluatedPromptTokens).toBeLessThan(20);
   });
 });
 
@@ -101,6 +114,8 @@ describe("the LoRA adapter", () => {
     expect(b.describe()).toEqual({ backend: "local", model: "tiny-script.gguf", adapter: "tiny-lora.gguf", loaded: false });
     await Promise.all([b.prepare(), b.prepare()]);
     expect(b.describe().loaded).toBe(true);
+    // Which llama.cpp binary runs, for /status: the one this suite was asked to test (LLAMA_BUILD).
+    expect(b.describe().binary).toMatch(TEST_BUILD === "native" ? /^native build \(cpu, GGML_NATIVE=ON/ : /^prebuilt \(cpu\)$/);
     expect(backend().describe().adapter).toBeUndefined();
   });
 });

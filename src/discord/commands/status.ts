@@ -30,6 +30,7 @@ export const statusCommand: SlashCommand = {
         { name: "Local model", value: local?.model ?? modelSourceName(parseModelSource(config.local.modelPath)), inline: true },
         { name: "Adapter", value: local?.adapter ?? (config.local.loraPath ? modelSourceName(parseModelSource(config.local.loraPath)) : "none"), inline: true },
         { name: "Local model loaded", value: local?.loaded ? "yes" : (local?.progress?.text ?? "no"), inline: true },
+        { name: "llama.cpp", value: local?.binary ?? config.local.build, inline: true },
         { name: "Window", value: `${window.turns} turns, ${window.tokens} tokens`, inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
         { name: "Version", value: version, inline: true },

@@ -1,0 +1,191 @@
+/**
+ * One measurement of Friend's local path (LocalBackend, exactly as Friend runs it), in a process
+ * of its own so its peak memory is its own. bench/local.ts starts it with a JSON job as the only
+ * argument and reads one JSON result line from stdout.
+ */
+import { availableParallelism } from "node:os";
+import type { GenerateRequest } from "../src/core/backend.ts";
+import { LocalBackend, type LocalBackendOptions, type LocalGenerationStats } from "../src/backends/local.ts";
+import { loadSettings } from "../src/config/settings.ts";
+import type { Turn } from "../src/core/turn.ts";
+import { cleanReply } from "../src/reply/clean.ts";
+
+export type FriendMeasure = "speed" | "lora" | "channels" | "turns";
+
+export interface FriendJob {
+  modelPath: string;
+  loraPath?: string;
+  build: "native" | "prebuilt";
+  threads: number;
+  contextSize: number;
+  sequences: number;
+  measure: FriendMeasure[];
+  /** Reply tokens per speed or channel measurement (llama-bench's -n). */
+  genTokens: number;
+  /** Repetitions of the speed measurement; the best is kept (as for llama-bench's samples). */
+  reps: number;
+}
+
+export interface SpeedFigures {
+  promptTokens: number;
+  promptTokensPerSecond: number;
+  generationTokensPerSecond: number;
+}
+
+export interface FriendResult {
+  binary: string;
+  speed?: SpeedFigures;
+  /** The same as `speed`, with the LoRA adapter (measured alternately with a base-only backend). */
+  lora?: { base: SpeedFigures; adapter: SpeedFigures };
+  /** Total generation tokens/s with 1 and with `sequences` channels generating at once. */
+  channels?: Record<number, number>;
+  turns?: { turn1Ms: number; turn20Ms: number; turn20NoReuseMs: number; evaluated: number[]; promptTokens20: number };
+  peakRssMiB: number;
+}
+
+const persona = loadSettings().persona;
+let clock = 0;
+const turn = (author: string, text: string): Turn => ({ author, text, fromFriend: author === persona.name, at: ++clock });
+
+/** About 128 prompt tokens on the synthetic vocab (llama-bench's -p 128). */
+const WORDS = "so what do you think about the new coffee place downtown is it any good at all i cannot believe you said that to my mother".split(" ");
+function sentence(seed: number, words: number): string {
+  return Array.from({ length: words }, (_, i) => WORDS[(seed * 7 + i * 3) % WORDS.length]).join(" ");
+}
+
+function request(channelId: string, turns: readonly Turn[], maxTokens: number): GenerateRequest {
+  return { channelId, persona, turns, stop: [], maxTokens, temperature: 0, topP: 1, signal: new AbortController().signal };
+}
+
+async function generate(backend: LocalBackend, req: GenerateRequest): Promise<{ stats: LocalGenerationStats; ms: number; text: string }> {
+  const start = performance.now();
+  const gen = backend.generate(req);
+  let text = "";
+  for (;;) {
+    const next = await gen.next();
+    if (next.done) return { stats: next.value, ms: performance.now() - start, text };
+    text += next.value;
+  }
+}
+
+/** A fresh channel: the whole prompt is evaluated, then `genTokens` are generated. Best of `reps`. */
+async function speed(backend: LocalBackend, job: FriendJob, label: string): Promise<SpeedFigures> {
+  let best: SpeedFigures | undefined;
+  for (let rep = 0; rep < job.reps; rep++) {
+    const channel = `${label}-speed-${rep}`;
+    const r = await generate(backend, request(channel, [turn("Alice", sentence(rep, 40))], job.genTokens + 1));
+    backend.resetChannel(channel);
+    const figures = {
+      promptTokens: r.stats.evaluatedPromptTokens,
+      promptTokensPerSecond: r.stats.evaluatedPromptTokens / (r.stats.firstTokenMs / 1000),
+      generationTokensPerSecond: (r.stats.completionTokens - 1) / ((r.ms - r.stats.firstTokenMs) / 1000),
+    };
+    best = best
+      ? {
+          promptTokens: figures.promptTokens,
+          promptTokensPerSecond: Math.max(best.promptTokensPerSecond, figures.promptTokensPerSecond),
+          generationTokensPerSecond: Math.max(best.generationTokensPerSecond, figures.generationTokensPerSecond),
+        }
+      : figures;
+  }
+  return best!;
+}
+
+/** Total generation speed of 1 and of N channels at once, each with its prompt already cached. */
+async function channels(backend: LocalBackend, job: FriendJob): Promise<Record<number, number>> {
+  const ids = Array.from({ length: job.sequences }, (_, i) => `ch-${i}`);
+  const prompts = new Map(ids.map((id, i) => [id, [turn("Alice", sentence(i + 10, 40))]]));
+  await Promise.all(ids.map((id) => generate(backend, request(id, prompts.get(id)!, 1))));
+  const total = async (some: string[]) => {
+    const start = performance.now();
+    const runs = await Promise.all(some.map((id) => generate(backend, request(id, prompts.get(id)!, job.genTokens + 1))));
+    const tokens = runs.reduce((sum, r) => sum + r.stats.completionTokens, 0);
+    return tokens / ((performance.now() - start) / 1000);
+  };
+  const out: Record<number, number> = {};
+  for (let rep = 0; rep < job.reps; rep++) {
+    out[1] = Math.max(out[1] ?? 0, await total(ids.slice(0, 1)));
+    if (ids.length > 1) out[ids.length] = Math.max(out[ids.length] ?? 0, await total(ids));
+  }
+  return out;
+}
+
+/** A 20-turn conversation in one channel: time to the first token at turn 1 and turn 20, and turn 20 with no cache. */
+async function turns(backend: LocalBackend): Promise<NonNullable<FriendResult["turns"]>> {
+  let window: Turn[] = [];
+  const ttft: number[] = [];
+  const evaluated: number[] = [];
+  let promptTokens20 = 0;
+  for (let i = 1; i <= 20; i++) {
+    window = [...window, turn("Alice", `${sentence(i, 12)} (${i})`)];
+    const r = await generate(backend, request("conversation", window, 8));
+    ttft.push(r.stats.firstTokenMs);
+    evaluated.push(r.stats.evaluatedPromptTokens);
+    promptTokens20 = r.stats.promptTokens;
+    // The model's own reply, cleaned as the conversation engine cleans it, goes into the window.
+    window = [...window, turn(persona.name, cleanReply(r.text, { personaName: persona.name }) || "hm")];
+  }
+  backend.resetChannel("conversation");
+  const cold = await generate(backend, request("conversation", window.slice(0, -1), 8));
+  return { turn1Ms: ttft[0]!, turn20Ms: ttft[19]!, turn20NoReuseMs: cold.stats.firstTokenMs, evaluated, promptTokens20 };
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(process.argv[2]!) as FriendJob;
+  const options: LocalBackendOptions = {
+    modelPath: job.modelPath,
+    threads: job.threads || availableParallelism(),
+    gpuLayers: 0,
+    contextSize: job.contextSize,
+    sequences: job.sequences,
+    build: job.build,
+  };
+  const result: Partial<FriendResult> = {};
+  const open = async (loraPath?: string) => {
+    const backend = new LocalBackend({ ...options, ...(loraPath ? { loraPath } : {}) });
+    await backend.prepare();
+    result.binary ??= backend.describe().binary;
+    // Warm-up, as llama-bench does one: the first decode pays for page faults and thread start-up.
+    await generate(backend, request("warm-up", [turn("Alice", sentence(99, 20))], 4));
+    backend.resetChannel("warm-up");
+    return backend;
+  };
+
+  if (job.measure.includes("speed") || job.measure.includes("channels")) {
+    const base = await open();
+    if (job.measure.includes("speed")) result.speed = await speed(base, job, "base");
+    if (job.measure.includes("channels")) result.channels = await channels(base, job);
+    await base.close();
+  }
+  if (job.measure.includes("lora") && job.loraPath) {
+    // Base and adapter alternate, so a burst of load elsewhere hits both.
+    let lora: FriendResult["lora"];
+    for (let rep = 0; rep < 2; rep++) {
+      const base = await open();
+      const b = await speed(base, { ...job, reps: 1 }, `lora-base-${rep}`);
+      await base.close();
+      const tuned = await open(job.loraPath);
+      const a = await speed(tuned, { ...job, reps: 1 }, `lora-adapter-${rep}`);
+      await tuned.close();
+      lora = lora ? { base: bestOf(lora.base, b), adapter: bestOf(lora.adapter, a) } : { base: b, adapter: a };
+    }
+    result.lora = lora;
+  }
+  if (job.measure.includes("turns")) {
+    const tuned = await open(job.loraPath);
+    result.turns = await turns(tuned);
+    await tuned.close();
+  }
+  result.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+function bestOf(a: SpeedFigures, b: SpeedFigures): SpeedFigures {
+  return {
+    promptTokens: b.promptTokens,
+    promptTokensPerSecond: Math.max(a.promptTokensPerSecond, b.promptTokensPerSecond),
+    generationTokensPerSecond: Math.max(a.generationTokensPerSecond, b.generationTokensPerSecond),
+  };
+}
+
+await main();
