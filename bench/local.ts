@@ -26,7 +26,7 @@ import { join, resolve } from "node:path";
 import { findLocalBuild } from "../src/backends/local/llama-build.ts";
 import { TINYLLAMA_SHAPE, writeSyntheticLlama, writeSyntheticLora, type SyntheticWeightType } from "../test/gguf/synthetic-llama.ts";
 import { ensureLlamaTools, llamaBatchedBench, llamaBench, watchProcess, type LlamaTools } from "./llama-cpp-tools.ts";
-import type { FriendJob, FriendResult, SpeedFigures } from "./local-friend.ts";
+import type { FriendJob, FriendResult } from "./local-friend.ts";
 
 const CACHE = resolve(import.meta.dirname, ".cache");
 const threads = Number(process.env.LLAMA_THREADS) || availableParallelism();

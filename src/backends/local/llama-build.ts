@@ -11,7 +11,6 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import type { LlamaBuildChoice } from "../../config/local-defaults.ts";
 
 /** Which llama.cpp binary Friend runs (LLAMA_BUILD): node-llama-cpp's prebuilt one, or `npm run build:llama`'s. */
 
