@@ -2,12 +2,13 @@
  * The native llama.cpp build's bookkeeping, and Friend's fallback to the prebuilt binary whenever
  * the native build is missing, made for another CPU, or broken: never a broken binary.
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cpuFlags, cpuMismatch, findLocalBuild, LOCAL_BUILDS_DIR, NATIVE_CMAKE_OPTIONS, writeBuildMarker } from "../../src/backends/local/llama-build.ts";
+import { applyOpenMpWaitEnv, cpuFlags, cpuMismatch, findLocalBuild, LOCAL_BUILDS_DIR, NATIVE_CMAKE_OPTIONS, OPENMP_WAIT_ENV, writeBuildMarker } from "../../src/backends/local/llama-build.ts";
 import { llamaBinary, llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { capturingLogger, TEST_THREADS } from "./helpers.ts";
 
@@ -130,5 +131,34 @@ describe("LLAMA_BUILD=native falls back to the prebuilt binary, with a warning t
   // Checked on the real native build, so it runs only where `npm run build:llama` made one.
   it.skipIf(!findLocalBuild(NATIVE_CMAKE_OPTIONS))("the folder naming the broken-build case relies on is node-llama-cpp's", () => {
     expect(basename(findLocalBuild(NATIVE_CMAKE_OPTIONS)!.dir)).toBe(nodeLlamaCppFolderName({ ...NATIVE_CMAKE_OPTIONS }));
+  });
+});
+
+describe("OpenMP's wait settings for the native build", () => {
+  it.each([
+    ["nothing set: both are set", {}, OPENMP_WAIT_ENV],
+    ["the operator's wait policy is kept, and nothing is added", { OMP_WAIT_POLICY: "passive" }, {}],
+    ["the operator's spin count is kept, and nothing is added", { GOMP_SPINCOUNT: "1000" }, {}],
+    ["an empty value counts as set", { OMP_WAIT_POLICY: "" }, {}],
+  ])("%s", (_what, before: Record<string, string>, added) => {
+    const env: NodeJS.ProcessEnv = { ...before, PATH: "/bin" };
+    expect(applyOpenMpWaitEnv(env)).toEqual(added);
+    expect(env).toEqual({ ...before, ...added, PATH: "/bin" });
+  });
+
+  // What libgomp itself read, printed by it at load (OMP_DISPLAY_ENV): so only where a native build exists.
+  it.skipIf(!findLocalBuild(NATIVE_CMAKE_OPTIONS))("reach libgomp when the native build loads, unless the operator set their own", () => {
+    const script = `import { llamaRuntime } from ${JSON.stringify(new URL("../../src/backends/local/runtime.ts", import.meta.url).pathname)};
+      await llamaRuntime({ gpu: false, threads: 2, build: "native" });`;
+    const run = (env: Record<string, string>) => {
+      const { OMP_WAIT_POLICY: _p, GOMP_SPINCOUNT: _s, ...rest } = process.env;
+      const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { env: { ...rest, OMP_DISPLAY_ENV: "verbose", ...env }, encoding: "utf8", timeout: 60_000 });
+      expect(child.status).toBe(0);
+      return child.stderr;
+    };
+    const ours = run({});
+    expect(ours).toContain("OMP_WAIT_POLICY = 'ACTIVE'");
+    expect(ours).toContain("GOMP_SPINCOUNT = '300000'");
+    expect(run({ GOMP_SPINCOUNT: "1000" })).toContain("GOMP_SPINCOUNT = '1000'");
   });
 });

@@ -23,6 +23,26 @@ import { dirname, join } from "node:path";
  */
 export const NATIVE_CMAKE_OPTIONS: Readonly<Record<string, string>> = { GGML_NATIVE: "ON", GGML_OPENMP: "ON" };
 
+/**
+ * How OpenMP threads wait, for the native build; libgomp reads these once, when llama.cpp loads it.
+ * node-llama-cpp runs each decode on whichever libuv worker thread is free, and every such thread
+ * gets an OpenMP team of its own. Once those teams hold more threads than there are CPUs, libgomp
+ * by default spins only 100 times at a barrier before it sleeps, and ggml passes a barrier after
+ * every node of the graph (hundreds a token, more with a LoRA adapter): generation ran 8–16%
+ * slower than with one team (docs/PERFORMANCE.md). `active` makes that 1,000 spins;
+ * `GOMP_SPINCOUNT` keeps the idle spin at libgomp's default, so a quiet Friend still sleeps.
+ */
+export const OPENMP_WAIT_ENV: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "300000" };
+
+/** Puts OPENMP_WAIT_ENV into `env` where the operator set nothing; returns what it set. */
+export function applyOpenMpWaitEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const set: Record<string, string> = {};
+  // The two go together: "active" alone would spin idle threads for minutes.
+  if (env.OMP_WAIT_POLICY !== undefined || env.GOMP_SPINCOUNT !== undefined) return set;
+  for (const [name, value] of Object.entries(OPENMP_WAIT_ENV)) env[name] = set[name] = value;
+  return set;
+}
+
 const NODE_LLAMA_CPP_LLAMA_DIR = join(dirname(createRequire(import.meta.url).resolve("node-llama-cpp")), "..", "llama");
 /** node-llama-cpp's folder of local builds (its `source build` writes there, `source clear` empties it). */
 export const LOCAL_BUILDS_DIR = join(NODE_LLAMA_CPP_LLAMA_DIR, "localBuilds");

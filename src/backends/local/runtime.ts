@@ -1,7 +1,7 @@
 import { getLlama, LlamaLogLevel, type Llama, type LlamaOptions } from "node-llama-cpp";
 import type { Logger } from "pino";
 import type { LlamaBuildChoice } from "../../config/local-defaults.ts";
-import { cpuMismatch, findLocalBuild, NATIVE_CMAKE_OPTIONS } from "./llama-build.ts";
+import { applyOpenMpWaitEnv, cpuMismatch, findLocalBuild, NATIVE_CMAKE_OPTIONS } from "./llama-build.ts";
 
 export type { LlamaBuildChoice };
 
@@ -101,6 +101,8 @@ async function startNative(common: LlamaOptions, cmakeOptions: Readonly<Record<s
   if (!found) return { reason: "there is no native build; make one with `npm run build:llama`" };
   const mismatch = cpuMismatch(found.marker);
   if (mismatch) return { reason: `the native build in ${found.dir} is not for this machine: ${mismatch}; rebuild it here with \`npm run build:llama\`` };
+  // Before llama.cpp (and libgomp with it) is loaded: libgomp reads its environment once.
+  applyOpenMpWaitEnv();
   try {
     // usePrebuiltBinaries: false makes node-llama-cpp fail rather than quietly load the prebuilt.
     const llama = await getLlama({ ...common, gpu: false, cmakeOptions: { ...cmakeOptions }, usePrebuiltBinaries: false, progressLogs: false });
