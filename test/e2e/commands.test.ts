@@ -101,6 +101,8 @@ describe("/reset and /status", () => {
       discord.sendMessage({ channelId: channel, author: alice, content: `<@${discord.botUser.id}> ${text}`, mentions: [discord.botUser as never] });
       await eventually(() => discord.botMessages(channel).some((m) => m.content === `re ${text}`), `answer to ${text}`);
     }
+    // An exchange joins the window once Discord has confirmed the post, a moment after the fake saw it.
+    await eventually(() => world!.logs.lines.filter((l) => l.msg === "answered").length === 2, "both exchanges remembered");
     const status = discord.sendInteraction({ channelId: channel, user: alice, name: "status" });
     const embed = (await interactionReply(discord, status.token)).embeds![0] as { fields: { name: string; value: string }[] };
     const field = (name: string) => embed.fields.find((f) => f.name === name)?.value;
