@@ -29,7 +29,7 @@ export const NATIVE_CMAKE_OPTIONS: Readonly<Record<string, string>> = { GGML_NAT
  * gets an OpenMP team of its own. Once those teams hold more threads than there are CPUs, libgomp
  * by default spins only 100 times at a barrier before it sleeps, and ggml passes a barrier after
  * every node of the graph (hundreds a token, more with a LoRA adapter): generation ran 7–15%
- * slower than with one team (docs/PERFORMANCE.md). `active` makes that 1,000 spins;
+ * slower than with the settings below (docs/PERFORMANCE.md). `active` makes that 1,000 spins;
  * `GOMP_SPINCOUNT` keeps the idle spin at libgomp's default, so a quiet Friend still sleeps.
  */
 export const OPENMP_WAIT_ENV: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: "active", GOMP_SPINCOUNT: "300000" };
