@@ -61,7 +61,7 @@ const envSchema = z.object({
   LLAMA_SEQUENCES: int(1, 64).default(LOCAL_DEFAULTS.sequences),
   LLAMA_LOAD_TIMEOUT_S: int(1, 86_400).default(LOCAL_DEFAULTS.loadTimeoutS),
   HF_TOKEN: optional(z.string()),
-  LLAMA_BUILD: z.enum(LLAMA_BUILDS, { error: `must be one of ${LLAMA_BUILDS.join(", ")}` }).default("prebuilt"),
+  LLAMA_BUILD: z.enum(LLAMA_BUILDS, { error: `must be one of ${LLAMA_BUILDS.join(", ")}` }).default(LOCAL_DEFAULTS.build),
   FRIEND_HTTP_PORT: optional(int(0, 65_535)),
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
   FRIEND_SHUTDOWN_GRACE_MS: int(0, 600_000).default(8000),

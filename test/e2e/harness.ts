@@ -8,6 +8,7 @@ import { createLogger } from "../../src/log.ts";
 import { FakeDiscord, type RestCall } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
+import { TEST_BUILD } from "../local/helpers.ts";
 
 export const OPENAI_KEY = "sk-test-key-never-logged-1234";
 
@@ -117,7 +118,7 @@ export function useTinyModels(): { models: () => TinyModelSet; env: (extra?: Rec
       LLAMA_THREADS: "1",
       LLAMA_CONTEXT_SIZE: "512",
       LLAMA_SEQUENCES: "2",
-      LLAMA_BUILD: process.env.LLAMA_BUILD === "native" ? "native" : "prebuilt",
+      LLAMA_BUILD: TEST_BUILD,
       ...extra,
     }),
   };

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { eventually, startWorld, useTinyModels, type World } from "./harness.ts";
+import { TEST_BUILD } from "../local/helpers.ts";
 
 const tiny = useTinyModels();
 
@@ -18,7 +19,7 @@ describe("the local backend end to end", () => {
     await eventually(() => world!.logs.lines.some((l) => l.backend === "local" && /loaded/i.test(String(l.msg))), "the model to load at start", 20_000);
     // The start-up log says which llama.cpp binary runs (LLAMA_BUILD=native in the test's environment: the native build).
     const binary = world.logs.lines.find((l) => l.msg === "llama.cpp binary")?.binary;
-    expect(binary).toMatch(process.env.LLAMA_BUILD === "native" ? /^native build/ : /^prebuilt/);
+    expect(binary).toMatch(TEST_BUILD === "native" ? /^native build/ : /^prebuilt/);
     const channel = discord.channelIds[0]!;
     discord.sendMessage({ channelId: channel, author: discord.user({ name: "ben", globalName: "Ben" }), content: `<@${discord.botUser.id}> what are you up for?`, mentions: [discord.botUser as never] });
     await eventually(() => discord.botMessages(channel)[0]?.content === "Oh, I don't know.", "the cleaned local reply", 20_000);

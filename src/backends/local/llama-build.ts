@@ -12,8 +12,6 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
-/** Which llama.cpp binary Friend runs (LLAMA_BUILD): node-llama-cpp's prebuilt one, or `npm run build:llama`'s. */
-
 /**
  * The cmake options of the native build, chosen by measurement (docs/PERFORMANCE.md):
  * - `GGML_NATIVE`: compile the CPU backend for this CPU's instruction set (AVX-512 and so on).

@@ -3,8 +3,6 @@ import type { Logger } from "pino";
 import type { LlamaBuildChoice } from "../../config/local-defaults.ts";
 import { applyOpenMpWaitEnv, cpuMismatch, findLocalBuild, NATIVE_CMAKE_OPTIONS } from "./llama-build.ts";
 
-export type { LlamaBuildChoice };
-
 /** Receives llama.cpp's log lines (warnings and errors). */
 export type LlamaLogSink = (level: LlamaLogLevel, message: string) => void;
 
