@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import type { Backends } from "./backends/registry.ts";
-import { TERMINAL_CHANNEL_PREFIX } from "./chat/terminal.ts";
+import { TERMINAL_CHANNEL_PREFIX } from "./core/channel.ts";
 import type { Config } from "./config/env.ts";
 import type { Conversation } from "./conversation/conversation.ts";
 import { FriendBot } from "./discord/bot.ts";
@@ -22,6 +22,8 @@ export interface Friend {
   metrics: FriendMetrics;
   /** The health and metrics endpoint, when FRIEND_HTTP_PORT is set. */
   opsUrl?: string;
+  /** Settles once catch-up has queued what was left unanswered before the restart, and new messages are taken. */
+  caughtUp: Promise<void>;
   /** Closes the gateway, lets in-flight replies finish briefly, then releases everything. */
   stop(): Promise<void>;
 }
@@ -61,7 +63,8 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
     await engine.close(0);
     throw err;
   }
-  await catchUp(config, store, bot, conversation, logger);
+  // Catch-up is queued before new messages are taken, so each channel answers in the order things were said.
+  const caughtUp = catchUp(config, bot, conversation, logger).finally(() => bot.openIntake());
   let stopping: Promise<void> | undefined;
   return {
     bot,
@@ -70,6 +73,7 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
     store,
     metrics,
     opsUrl: ops?.url,
+    caughtUp,
     stop: () =>
       (stopping ??= (async () => {
         // Replies in flight are posted before the client goes: destroying it clears its token.
@@ -86,31 +90,14 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
  * stop whose grace ran out), replying to the original message and completing any reply Friend had
  * begun. Messages older than FRIEND_CATCHUP_MAX_AGE_S are dropped with a log line.
  */
-async function catchUp(config: Config, store: SqliteStore, bot: FriendBot, conversation: Conversation, logger: Logger): Promise<void> {
+async function catchUp(config: Config, bot: FriendBot, conversation: Conversation, logger: Logger): Promise<void> {
   try {
-    // Terminal conversations (`friend chat`) are not Discord's to answer.
-    const unanswered = store.unanswered().filter((m) => !m.channelId.startsWith(TERMINAL_CHANNEL_PREFIX));
-    if (unanswered.length === 0) return;
-    const oldest = Date.now() - config.catchUpMaxAgeMs;
-    const stale = unanswered.filter((m) => m.turn.at < oldest).map((m) => m.turn.messageId);
-    if (stale.length > 0) {
-      store.drop(stale);
-      logger.info({ count: stale.length, messages: stale, maxAgeS: config.catchUpMaxAgeMs / 1000 }, "unanswered messages from before the restart are too old; dropped");
-    }
-    // Sinks first, then all of a channel's messages at once, so they are answered as one turn.
-    const resumable = [];
-    for (const message of unanswered.filter((m) => m.turn.at >= oldest)) {
-      const sink = await bot.sinkFor(message.channelId, message.turn.messageId);
-      if (sink) resumable.push({ message, sink });
-      else {
-        store.drop([message.turn.messageId]);
-        logger.info({ msgId: message.turn.messageId, channel: message.channelId }, "an unanswered message from before the restart is gone; dropped");
-      }
-    }
-    for (const { message, sink } of resumable) {
-      logger.info({ msgId: message.turn.messageId, channel: message.channelId }, "answering a message left unanswered before the restart");
-      conversation.resume(message, sink);
-    }
+    await conversation.catchUp({
+      maxAgeMs: config.catchUpMaxAgeMs,
+      // Terminal conversations (`friend chat`) are not Discord's to answer.
+      only: (channelId) => !channelId.startsWith(TERMINAL_CHANNEL_PREFIX),
+      sinkFor: (message) => bot.sinkFor(message.channelId, message.turn.messageId),
+    });
   } catch (err) {
     logger.error({ err }, "catch-up after the restart failed; carrying on");
   }

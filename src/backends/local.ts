@@ -444,7 +444,7 @@ export class LocalBackend implements Backend {
       });
       if (!fit) {
         throw new BackendError(
-          "bad_request",
+          "too_long",
           `The newest message does not fit the local model's context of ${sequence.contextSize} tokens per channel (LLAMA_CONTEXT_SIZE).`,
         );
       }

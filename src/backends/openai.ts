@@ -96,7 +96,7 @@ export class OpenAIBackend implements Backend {
       trimToFraction: this.options.trimToFraction,
       encode: chatSize,
     });
-    if (!fit) throw new BackendError("bad_request", `The newest message is over the OpenAI prompt budget of ${this.options.promptBudget} tokens (window.maxTokens).`);
+    if (!fit) throw new BackendError("too_long", `The newest message is over the OpenAI prompt budget of ${this.options.promptBudget} tokens (window.maxTokens).`);
     this.#rememberStart(channelId, request.turns[fit.start]!.at);
     const params = {
       model: this.options.model!,

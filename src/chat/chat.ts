@@ -6,9 +6,11 @@ import { ConfigError } from "../config/errors.ts";
 import { envWithDotenv, type CommandIo } from "../data/commands/io.ts";
 import { parseCommandArgs } from "../data/commands/options.ts";
 import { UsageError } from "../data/errors.ts";
+import { NOT_DURABLE_YET } from "../conversation/conversation.ts";
 import { createEngine, type Engine } from "../engine.ts";
 import { createLogger } from "../log.ts";
-import { TERMINAL_CHANNEL_PREFIX, TerminalReply, type TerminalOutput } from "./terminal.ts";
+import { TERMINAL_CHANNEL_PREFIX } from "../core/channel.ts";
+import { TerminalReply, type TerminalOutput } from "./terminal.ts";
 
 const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
 
@@ -66,7 +68,7 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
 }
 
 async function converse(engine: Engine, config: Config, channelId: string, options: { name: string; raw: boolean; backend?: BackendName }, io: CommandIo): Promise<number> {
-  const { conversation, backends, store } = engine;
+  const { conversation, backends } = engine;
   const persona = config.settings.persona.name;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const out: TerminalOutput = { write: (text) => void process.stdout.write(text), color: tty || Boolean(io.env.FORCE_COLOR) };
@@ -74,11 +76,8 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
   let raw = options.raw;
 
   // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is waiting on.
-  const stale = store.unanswered().filter((m) => m.channelId === channelId);
-  if (stale.length > 0) {
-    store.drop(stale.map((m) => m.turn.messageId));
-    note(`${stale.length} message${stale.length === 1 ? "" : "s"} from last time never got an answer`);
-  }
+  const stale = conversation.dropUnanswered(channelId);
+  if (stale > 0) note(`${stale} message${stale === 1 ? "" : "s"} from last time never got an answer`);
   if (options.backend && options.backend !== conversation.backendOf(channelId)) {
     const reason = await backends.unavailableReason(options.backend);
     if (reason) {
@@ -87,7 +86,7 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
     }
     conversation.setBackend(channelId, options.backend);
   }
-  const { turns } = conversation.windowSize(channelId);
+  const turns = conversation.windowSize(channelId)?.turns;
   note(`talking to ${persona} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
 
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${options.name}> `, terminal: tty });
@@ -96,13 +95,16 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
   let quitting = false;
 
   const commands: Record<string, (arg: string) => Promise<void> | void> = {
-    reset: () => note(`forgot ${conversation.reset(channelId)} turns; fresh start`),
+    reset: () => {
+      const { turns, durable } = conversation.reset(channelId);
+      note(`forgot ${turns} turns; fresh start${durable ? "" : `. ${NOT_DURABLE_YET}`}`);
+    },
     raw: () => note(`raw output ${(raw = !raw) ? "on" : "off"}`),
     status: () => {
       const name = conversation.backendOf(channelId);
       const window = conversation.windowSize(channelId);
       const local = backends.created().find((b) => b.name === "local")?.describe();
-      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window.turns} turns, ${window.tokens} tokens`);
+      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}`);
     },
     model: async (arg) => {
       if (!arg) return note(`using ${describe(engine, conversation.backendOf(channelId))}`);

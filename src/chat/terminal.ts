@@ -1,8 +1,5 @@
 import type { ReplySink } from "../conversation/session.ts";
 
-/** Channel ids of terminal conversations: `cli:NAME`, kept in the same database as Discord's. */
-export const TERMINAL_CHANNEL_PREFIX = "cli:";
-
 /** Where the terminal chat writes; `color` dims the --raw view. */
 export interface TerminalOutput {
   write(text: string): void;
@@ -28,6 +25,10 @@ export class TerminalReply implements ReplySink {
   ) {}
 
   async typing(): Promise<void> {}
+
+  async notice(text: string): Promise<void> {
+    this.out.write(`${dim(this.out, `(${text})`)}\n`);
+  }
 
   async update(text: string): Promise<void> {
     if (!text.startsWith(this.#printed)) return; // never taken back: the cleaner guarantees a prefix

@@ -26,13 +26,19 @@ const windowSchema = z.strictObject({
   trimToFraction: z.number().gt(0).max(1),
   /** Longer user messages are cut to this many characters before they enter the window. */
   maxInputChars: z.int().min(100).max(100_000),
-});
+  /** Longer user messages are cut to this many cl100k tokens (and the reply says so), so one message never fills the prompt. */
+  maxInputTokens: z.int().min(16).max(100_000),
+}).refine((w) => w.maxInputTokens < w.maxTokens, { message: "maxInputTokens must be less than maxTokens", path: ["maxInputTokens"] });
 
 const generationSchema = z.strictObject({
   maxTokens: z.int().min(1).max(4096),
   temperature: z.number().min(0).max(2),
   topP: z.number().gt(0).max(1),
   timeoutMs: z.int().min(1000).max(600_000),
+  /** Deadline for the first text of a reply: a hung backend frees its slot long before `timeoutMs`. */
+  firstTextTimeoutMs: z.int().min(1000).max(600_000),
+  /** How long a turn waits for its backend to get ready (a download, a model load) before saying so. */
+  prepareTimeoutMs: z.int().min(1000).max(3_600_000),
   maxRetries: z.int().min(0).max(10),
   stream: z.boolean(),
   streamEditIntervalMs: z.int().min(250).max(60_000),
@@ -42,6 +48,10 @@ const limitsSchema = z.strictObject({
   concurrency: z.int().min(1).max(64),
   maxPendingPerChannel: z.int().min(1).max(1000),
   maxActiveChannels: z.int().min(1).max(1_000_000),
+  /** Deadline for posting a finished reply (a long Discord rate limit must not hold a channel). */
+  postTimeoutMs: z.int().min(1000).max(600_000),
+  /** A reply that waits this long for a free backend tells its channel once. */
+  slowNoticeMs: z.int().min(500).max(600_000),
 });
 
 export const settingsSchema = z.strictObject({

@@ -5,9 +5,10 @@ import { Admission } from "./admission.ts";
 import type { ConversationEvent, DropReason } from "./events.ts";
 import { FloodGate } from "./flood.ts";
 import { speakerName } from "../backends/prompt.ts";
+import { DurableWrites } from "./durable.ts";
 import { ChannelSession, type ReplySink, type SessionContext } from "./session.ts";
 import type { AcceptedMessage, ConversationStore } from "./store.ts";
-import { countTokens } from "../core/tokens.ts";
+import { countTokens, truncateToTokens } from "../core/tokens.ts";
 
 /** A message that addresses Friend, already stripped of Discord specifics. */
 export interface IncomingMessage {
@@ -18,6 +19,20 @@ export interface IncomingMessage {
   authorName: string;
   text: string;
   at: number;
+}
+
+/** What /reset adds when the database could not record the reset yet. */
+export const NOT_DURABLE_YET =
+  "(The database can't be written right now, so I'll keep trying to make this stick. If I restart before it works, the old conversation may come back.)";
+
+/** After the grace period, how long the drain may take to replace replies cut short before close() returns anyway. */
+const CLOSE_MS = 1000;
+
+/** A user's text cut to the input bounds: first by characters (cheap), then by tokens. */
+export function fitInput(text: string, maxChars: number, maxTokens: number): { text: string; trimmed: boolean } {
+  const byChars = text.length > maxChars ? text.slice(0, maxChars) : text;
+  const byTokens = truncateToTokens(byChars, maxTokens);
+  return byTokens === text ? { text, trimmed: false } : { text: `${byTokens}…`, trimmed: true };
 }
 
 /**
@@ -53,10 +68,20 @@ export class Conversation {
   readonly #flood: FloodGate;
   readonly #shutdown = new AbortController();
   readonly #context: SessionContext;
+  readonly #writes: DurableWrites;
   #closing = false;
 
   constructor(private readonly options: ConversationOptions) {
     this.#flood = new FloodGate(options.userMessagesPerMinute);
+    const { logger } = options;
+    this.#writes = new DurableWrites({
+      onFailure: (err, what) => {
+        logger.error({ err, what }, "database write failed; answering from memory and retrying every second");
+        this.#emit({ type: "store_error" });
+      },
+      onRecovered: () => logger.info("database writes work again; everything that waited is saved"),
+      onGivenUp: (count) => logger.error({ count }, "the database has failed for too long; gave up the oldest waiting writes"),
+    });
     this.#context = {
       settings: options.settings,
       store: options.store,
@@ -66,16 +91,21 @@ export class Conversation {
       admission: new Admission(options.concurrency),
       shutdown: this.#shutdown.signal,
       closing: () => this.#closing,
-      logger: options.logger,
+      logger,
+      writes: this.#writes,
       emit: (event) => this.#emit(event),
       storeFailed: (err, log) => {
-        log.error({ err }, "database write failed; carrying on without it");
+        log.error({ err }, "database read failed");
         this.#emit({ type: "store_error" });
       },
     };
   }
 
-  /** Takes a message for an answer: durable from here on. Never throws: a user's message must not crash Friend. */
+  /**
+   * Takes a message for an answer: durable from here on (once the store takes it). A gateway replay
+   * is recognised before flood control, so it never counts against its sender. Never throws: a
+   * user's message must not crash Friend.
+   */
   submit(message: IncomingMessage, sink: ReplySink): SubmitResult {
     const session = this.#session(message.channelId);
     const backend = session.backend;
@@ -84,7 +114,7 @@ export class Conversation {
       this.#emit({ type: "dropped", backend, reason });
       return result;
     };
-    if (session.has(message.id)) return drop("duplicate", "duplicate");
+    if (session.knows(message.id)) return drop("duplicate", "duplicate");
     const { persona, window } = this.options.settings;
     if (!this.#closing) {
       const verdict = this.#flood.check(message.authorId);
@@ -94,38 +124,79 @@ export class Conversation {
         return drop("flood", "slowed");
       }
     }
-    const text = message.text.length > window.maxInputChars ? `${message.text.slice(0, window.maxInputChars)}…` : message.text;
+    const { text, trimmed } = fitInput(message.text, window.maxInputChars, window.maxInputTokens);
     const accepted: AcceptedMessage = {
       channelId: message.channelId,
       authorId: message.authorId,
       turn: { author: speakerName(message.authorName, persona.name), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
+      ...(trimmed ? { trimmed } : {}),
     };
-    try {
-      if (!this.options.store.accept(accepted)) return drop("duplicate", "duplicate");
-    } catch (err) {
-      this.#context.storeFailed(err, this.options.logger.child({ msgId: message.id, channel: message.channelId }));
-    }
     if (this.#closing) {
+      session.defer(accepted);
       drop("shutting_down");
       return "deferred";
     }
-    return this.#enqueue(session, accepted, sink);
+    return this.#result(session, session.accept(accepted, sink));
   }
 
-  /** Answers a message accepted before a restart (catch-up); it is already durable. */
-  resume(message: AcceptedMessage, sink: ReplySink): SubmitResult {
-    if (this.#closing) return "dropped";
-    const session = this.#session(message.channelId);
-    if (session.has(message.turn.messageId)) return "duplicate";
-    return this.#enqueue(session, message, sink);
+  /**
+   * Catch-up after a restart: answers, once and in the order they were sent, the messages accepted
+   * before it that never got a posted reply, through `sinkFor` (null when the message is gone).
+   * Messages older than `maxAgeMs` (and, with `only`, those of other channels) are given up.
+   * Run it before new messages are taken, so each channel's window stays in the order things were said.
+   */
+  async catchUp(options: { maxAgeMs: number; only?: (channelId: string) => boolean; sinkFor: (message: AcceptedMessage) => Promise<ReplySink | null> }): Promise<{ resumed: number; stale: number; gone: number }> {
+    const log = this.options.logger;
+    let unanswered: AcceptedMessage[];
+    try {
+      unanswered = this.options.store.unanswered().filter((m) => options.only?.(m.channelId) ?? true);
+    } catch (err) {
+      this.#context.storeFailed(err, log);
+      return { resumed: 0, stale: 0, gone: 0 };
+    }
+    const oldest = Date.now() - options.maxAgeMs;
+    const counts = { resumed: 0, stale: 0, gone: 0 };
+    const stale = unanswered.filter((m) => m.turn.at < oldest);
+    for (const m of stale) this.#session(m.channelId).abandon([m.turn.messageId]);
+    counts.stale = stale.length;
+    if (stale.length > 0) log.info({ count: stale.length, messages: stale.map((m) => m.turn.messageId), maxAgeS: options.maxAgeMs / 1000 }, "unanswered messages from before the restart are too old; dropped");
+    for (const message of unanswered.filter((m) => m.turn.at >= oldest)) {
+      if (this.#closing) break; // what is left stays unanswered for the next start
+      const sink = await options.sinkFor(message).catch(() => null);
+      const session = this.#session(message.channelId);
+      if (!sink) {
+        session.abandon([message.turn.messageId]);
+        counts.gone++;
+        log.info({ msgId: message.turn.messageId, channel: message.channelId }, "an unanswered message from before the restart is gone; dropped");
+        continue;
+      }
+      if (session.knowsInMemory(message.turn.messageId)) continue; // already being answered
+      log.info({ msgId: message.turn.messageId, channel: message.channelId }, "answering a message left unanswered before the restart");
+      this.#result(session, session.resume(message, sink));
+      counts.resumed++;
+    }
+    return counts;
   }
 
-  /** Forgets a channel's conversation (see ChannelSession.reset); returns how many turns were forgotten. */
-  reset(channelId: string): number {
+  /** Gives up the channel's unanswered messages (a terminal chat reopened: nobody waits on them); returns how many. */
+  dropUnanswered(channelId: string): number {
+    let ids: string[];
+    try {
+      ids = this.options.store.unanswered().filter((m) => m.channelId === channelId).map((m) => m.turn.messageId);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      return 0;
+    }
+    this.#session(channelId).abandon(ids);
+    return ids.length;
+  }
+
+  /** Forgets a channel's conversation (see ChannelSession.reset): how many turns, and whether the store has forgotten them yet. */
+  reset(channelId: string): { turns: number; durable: boolean } {
     const session = this.#session(channelId);
-    const { turns, dropped } = session.reset();
+    const { turns, dropped, durable } = session.reset();
     for (const _ of dropped) this.#emit({ type: "dropped", backend: session.backend, reason: "reset" });
-    return turns;
+    return { turns, durable };
   }
 
   /** Ends the channel's reply in flight where it stands (see ChannelSession.stopReply). */
@@ -146,9 +217,14 @@ export class Conversation {
     this.#session(channelId).setBackend(backend);
   }
 
-  /** The channel's window size, for /status and /reset. */
-  windowSize(channelId: string): { turns: number; tokens: number } {
+  /** The channel's window size, for /status; null when the store cannot be read. */
+  windowSize(channelId: string): { turns: number; tokens: number } | null {
     return this.#session(channelId).windowSize();
+  }
+
+  /** Store writes not yet durable (the store is failing); /healthz is 503 while there are any. */
+  get unsavedWrites(): number {
+    return this.#writes.waiting;
   }
 
   /** Messages waiting for a reply, across channels (read by the metrics scrape, not per message). */
@@ -166,28 +242,25 @@ export class Conversation {
   /**
    * Graceful stop: takes no new messages, lets replies in flight finish and be posted for up to
    * `graceMs`, then stops the rest (their messages stay unanswered, for catch-up at the next start).
+   * Always settles within `graceMs` plus the posting of what was cut short (bounded by
+   * `limits.postTimeoutMs`, and at most CLOSE_MS more).
    */
   async close(graceMs: number): Promise<void> {
     this.#closing = true;
     const idle = Promise.allSettled([...this.#sessions.values()].map((s) => s.idle()));
     const timer = setTimeout(() => this.#shutdown.abort(new BackendError("aborted", "Friend is shutting down.")), graceMs);
-    await idle;
+    let hard: NodeJS.Timeout | undefined;
+    await Promise.race([idle, new Promise<void>((resolve) => (hard = setTimeout(resolve, graceMs + CLOSE_MS)))]);
     clearTimeout(timer);
+    clearTimeout(hard);
+    this.#shutdown.abort(new BackendError("aborted", "Friend is shutting down."));
+    if (!this.#writes.close()) this.options.logger.error({ waiting: this.#writes.waiting }, "the database still fails at shutdown; some state was not saved");
   }
 
-  #enqueue(session: ChannelSession, message: AcceptedMessage, sink: ReplySink): SubmitResult {
-    const { result, dropped } = session.enqueue({ turn: message.turn, sink });
-    if (dropped) {
-      this.#emit({ type: "dropped", backend: session.backend, reason: "queue_full" });
-      try {
-        this.options.store.drop([dropped.turn.messageId]);
-      } catch (err) {
-        this.#context.storeFailed(err, this.options.logger.child({ channel: session.id }));
-      }
-    }
+  #result(session: ChannelSession, { result, dropped }: { result: "started" | "queued"; dropped?: unknown }): SubmitResult {
+    if (dropped) this.#emit({ type: "dropped", backend: session.backend, reason: "queue_full" });
     return result;
   }
-
   #session(channelId: string): ChannelSession {
     let session = this.#sessions.get(channelId);
     if (session) {

@@ -1,14 +1,16 @@
 import type { Logger } from "pino";
 import type { Settings } from "../config/settings.ts";
+import { untilAborted, withinDeadline } from "../core/abort.ts";
 import { BackendError, type Backend, type BackendErrorKind, type BackendName, type GenerationStats } from "../core/backend.ts";
 import type { Turn } from "../core/turn.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
 import { stopSequences } from "../reply/speakers.ts";
 import { splitMessage } from "../reply/split.ts";
 import type { Admission } from "./admission.ts";
+import type { DurableWrites } from "./durable.ts";
 import type { ConversationEvent } from "./events.ts";
 import { recentSpeakers } from "../backends/prompt.ts";
-import type { ConversationStore } from "./store.ts";
+import type { AcceptedMessage, ConversationStore } from "./store.ts";
 import { countTokens } from "../core/tokens.ts";
 import { ChannelWindow } from "./window.ts";
 
@@ -19,6 +21,13 @@ export interface ReplySink {
   update(text: string): Promise<void>;
   /** Posts the final reply (any length; the sink splits it), replacing what `update` showed. Rejects if it could not be posted. */
   finish(text: string): Promise<void>;
+  /**
+   * The reply could not be posted in full: whatever of it is on Discord is replaced by `text` (the
+   * error line), or removed, so no half-sentence stands. The message stays unanswered for catch-up.
+   */
+  abandon?(text: string): Promise<void>;
+  /** Shows a short note while the reply is delayed (Friend is busy); the reply replaces it. */
+  notice?(text: string): Promise<void>;
   /** Optional: each chunk of the model's raw output, before cleaning (the terminal's --raw view). */
   raw?(chunk: string): void;
 }
@@ -27,6 +36,8 @@ export interface ReplySink {
 export interface PendingTurn {
   turn: Turn & { messageId: string };
   sink: ReplySink;
+  /** The text was cut to the input bounds: the reply says so. */
+  trimmed?: boolean;
 }
 
 /** What every session shares: settings, the store, the backends, admission and the shutdown signal. */
@@ -44,24 +55,48 @@ export interface SessionContext {
   closing(): boolean;
   logger: Logger;
   emit(event: ConversationEvent): void;
-  /** A store write failed: logged with its cause, counted, and the channel carries on. */
+  /** Every channel's store writes, in order, retried while the store is failing. */
+  writes: DurableWrites;
+  /** A store read failed: logged with its cause, counted, and the turn ends in the error line. */
   storeFailed(err: unknown, log: Logger): void;
 }
 
 /** Discord shows "typing…" for about 10 s per call. */
 const TYPING_REFRESH_MS = 8000;
+/** Shown once to a channel whose reply waits for a free backend for `limits.slowNoticeMs`. */
+export const SLOW_NOTICE = "Hang on, lots of people are talking to me right now. I'll be right with you.";
+/** Added under a reply to a message that was cut to the input bounds (Discord's small print). */
+export const TRIMMED_NOTE = "-# (Your message was long, so I only read the first part of it.)";
+/** What a user reads when their message does not fit the model even on its own. */
+export const TOO_LONG_LINE = "Whoa, that message is way too long for me to take in. Could you send a shorter one?";
 
 type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number; stoppedByUser: boolean };
 
+/** Why a turn ended in the error line: which part failed, or which limit ran out. */
+export type FailureReason = "backend" | "too_long" | "load_timeout" | "first_text_timeout" | "reply_timeout" | "store" | "unknown";
+
 /**
  * What a turn ends in. `reply`: part of the story (`post` null only when the user stopped it before
- * anything showed); `error`: the error line, answered but not remembered; `stopped`: the shutdown
- * cut it off, left unanswered for catch-up.
+ * anything showed); `error`: a line saying what went wrong, answered but not remembered; `stopped`:
+ * the shutdown cut it off, left unanswered for catch-up.
  */
 type Outcome =
   | { kind: "reply"; post: string | null; generated: Generated; fallback: boolean }
-  | { kind: "error"; post: string }
+  | { kind: "error"; post: string; reason: FailureReason }
   | { kind: "stopped"; post: string | null };
+
+/** A failure that already knows what the user should read. */
+class TurnFailure extends Error {
+  constructor(
+    readonly reason: FailureReason,
+    readonly userLine: string | null,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "TurnFailure";
+  }
+}
 
 /**
  * One channel's conversation, and the only owner of it: its pending messages, its window, its
@@ -71,6 +106,7 @@ type Outcome =
  * epoch is never written into a new one.
  */
 export class ChannelSession {
+  /** Waiting messages, oldest first (by when they were sent, so catch-up goes before newer ones). */
   readonly #pending: PendingTurn[] = [];
   /** Message ids of the turn being answered now (a gateway replay of one is not new). */
   readonly #answering = new Set<string>();
@@ -80,7 +116,6 @@ export class ChannelSession {
   #running: Promise<void> | null = null;
   /** Stops the generation in flight at the user's request (Ctrl-C in the terminal). */
   #userStop: AbortController | null = null;
-  lastActive = Date.now();
 
   constructor(
     readonly id: string,
@@ -96,29 +131,79 @@ export class ChannelSession {
     return this.#pending.length;
   }
 
-  /** The backend this channel's next turn uses: its /model choice, else the default. */
+  /**
+   * The backend this channel's next turn uses: its /model choice, else the default. A store that
+   * cannot be read gives the default for now, and is asked again next time.
+   */
   get backend(): BackendName {
-    return (this.#backend ??= this.ctx.store.getBackend(this.id) ?? this.ctx.defaultBackend);
+    if (this.#backend) return this.#backend;
+    try {
+      return (this.#backend = this.ctx.store.getBackend(this.id) ?? this.ctx.defaultBackend);
+    } catch (err) {
+      this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
+      return this.ctx.defaultBackend;
+    }
   }
 
-  has(messageId: string): boolean {
+  /** True when the message is waiting or being answered. */
+  knowsInMemory(messageId: string): boolean {
     return this.#answering.has(messageId) || this.#pending.some((p) => p.turn.messageId === messageId);
   }
 
+  /** True when the message is waiting, being answered, or already known to the store (a gateway replay). */
+  knows(messageId: string): boolean {
+    if (this.knowsInMemory(messageId)) return true;
+    try {
+      return this.ctx.store.isKnown(messageId);
+    } catch {
+      return false; // a store that cannot be read: better to answer twice than never
+    }
+  }
+
+  /** Takes a new message: durable (once the store takes it) before any work on it starts. */
+  accept(message: AcceptedMessage, sink: ReplySink): { result: "started" | "queued"; dropped?: PendingTurn } {
+    this.defer(message);
+    return this.#enqueue({ turn: message.turn, sink, ...(message.trimmed ? { trimmed: true } : {}) });
+  }
+
+  /** Keeps a message for the next start (Friend is shutting down): durable, unanswered. */
+  defer(message: AcceptedMessage): void {
+    this.#write("accept a message", (store) => void store.accept(message));
+  }
+
+  /** Answers a message accepted before a restart (catch-up); it is already durable. */
+  resume(message: AcceptedMessage, sink: ReplySink): { result: "started" | "queued"; dropped?: PendingTurn } {
+    return this.#enqueue({ turn: message.turn, sink });
+  }
+
+  /** Gives up on messages that will never be answered (too old, or gone from Discord). */
+  abandon(messageIds: readonly string[]): void {
+    if (messageIds.length > 0) this.#write("drop unanswered messages", (store) => store.drop(messageIds));
+  }
+
   /**
-   * Queues a turn; starts answering unless a turn is already running. When the queue is over its
-   * bound the oldest waiting message is dropped and returned (it will never be answered).
+   * Queues a turn in the order the messages were sent; starts answering unless a turn is already
+   * running. When the queue is over its bound the oldest waiting message is dropped and returned
+   * (it will never be answered).
    */
-  enqueue(pending: PendingTurn): { result: "started" | "queued"; dropped?: PendingTurn } {
-    this.lastActive = Date.now();
-    this.#pending.push(pending);
+  #enqueue(pending: PendingTurn): { result: "started" | "queued"; dropped?: PendingTurn } {
+    const at = pending.turn.at;
+    const before = this.#pending.findIndex((p) => p.turn.at > at);
+    this.#pending.splice(before === -1 ? this.#pending.length : before, 0, pending);
     const dropped = this.#pending.length > this.ctx.settings.limits.maxPendingPerChannel ? this.#pending.shift() : undefined;
-    if (this.#running) return { result: "queued", dropped };
+    if (dropped) this.abandon([dropped.turn.messageId]);
+    const result = this.#running ? "queued" : "started";
+    this.#kick();
+    return { result, dropped };
+  }
+
+  /** Starts the drain unless one runs; re-checked in the same step that ends a drain, so no message is stranded. */
+  #kick(): void {
+    if (this.#running || this.#pending.length === 0 || this.ctx.closing()) return;
     this.#running = this.#drain().finally(() => {
       this.#running = null;
-      this.lastActive = Date.now();
+      this.#kick();
     });
-    return { result: "started", dropped };
   }
 
   /** Settles once no turn is running (the queue may still hold messages when closing). */
@@ -129,30 +214,24 @@ export class ChannelSession {
   /**
    * /reset: forgets everything said before it, in memory, in the store and in the backends. Waiting
    * messages are dropped; a reply in flight is still posted (its asker is waiting) but never
-   * remembered. Returns how many turns were forgotten, and the dropped messages.
+   * remembered. Returns how many turns were forgotten, the dropped messages, and whether the store
+   * has already forgotten them (when not, it keeps trying, ahead of every later write: the old rows
+   * are never used again by this process, but a restart before the store recovers would bring them back).
    */
-  reset(): { turns: number; dropped: PendingTurn[] } {
-    const turns = this.windowSize().turns;
+  reset(): { turns: number; dropped: PendingTurn[]; durable: boolean } {
+    const turns = this.#window?.size.turns ?? this.#storedTurns();
     this.#epoch++;
     const dropped = this.#pending.splice(0);
     this.#window = new ChannelWindow(this.ctx.settings.window);
-    try {
-      this.ctx.store.clearChannel(this.id);
-    } catch (err) {
-      this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
-    }
+    const durable = this.#write("forget a channel", (store) => store.clearChannel(this.id));
     for (const backend of this.ctx.backends()) backend.resetChannel?.(this.id);
-    return { turns, dropped };
+    return { turns, dropped, durable };
   }
 
   /** /model: applies from the next turn; a reply in flight finishes on the backend that started it. */
   setBackend(name: BackendName): void {
     this.#backend = name;
-    try {
-      this.ctx.store.setBackend(this.id, name);
-    } catch (err) {
-      this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
-    }
+    this.#write("save the channel's backend", (store) => store.setBackend(this.id, name));
   }
 
   /**
@@ -165,10 +244,30 @@ export class ChannelSession {
     return true;
   }
 
-  windowSize(): { turns: number; tokens: number } {
-    return this.#loadedWindow().size;
+  /** The window's size, for /status; null when the store cannot be read. */
+  windowSize(): { turns: number; tokens: number } | null {
+    try {
+      return this.#loadedWindow().size;
+    } catch (err) {
+      this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
+      return null;
+    }
   }
 
+  #storedTurns(): number {
+    try {
+      return this.#loadedWindow().size.turns;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Runs a store write through the channel-wide write order; true when it is durable now. */
+  #write(what: string, run: (store: ConversationStore) => void): boolean {
+    return this.ctx.writes.write(what, () => run(this.ctx.store));
+  }
+
+  /** The window, read from the store the first time; throws when the store cannot be read (asked again next turn). */
   #loadedWindow(): ChannelWindow {
     if (!this.#window) {
       // Turns stored before token counts were kept are counted once, here.
@@ -179,19 +278,18 @@ export class ChannelSession {
   }
 
   async #drain(): Promise<void> {
-    try {
-      while (this.#pending.length > 0 && !this.ctx.closing()) {
-        // Everything that arrived while the last turn ran becomes one turn.
-        const batch = this.#pending.splice(0);
-        for (const p of batch) this.#answering.add(p.turn.messageId);
-        try {
-          await this.#answer(batch);
-        } finally {
-          this.#answering.clear();
-        }
+    while (this.#pending.length > 0 && !this.ctx.closing()) {
+      // Everything that arrived while the last turn ran becomes one turn.
+      const batch = this.#pending.splice(0);
+      for (const p of batch) this.#answering.add(p.turn.messageId);
+      try {
+        await this.#answer(batch);
+      } catch (err) {
+        // #answer settles every failure into an outcome; this is the last line against a bug.
+        this.ctx.logger.error({ err, channel: this.id }, "a turn failed unexpectedly");
+      } finally {
+        this.#answering.clear();
       }
-    } catch (err) {
-      this.ctx.logger.error({ err, channel: this.id }, "channel session failed unexpectedly");
     }
   }
 
@@ -209,20 +307,20 @@ export class ChannelSession {
     void sink.typing().catch(() => {});
     let outcome: Outcome;
     try {
-      outcome = await this.#compose(backend, [...this.#loadedWindow().turns, ...userTurns], sink, log);
+      const window = this.#readWindow(log);
+      outcome = window === null ? this.#failed("store", null) : await this.#compose(backend, [...window.turns, ...userTurns], sink, log);
+    } catch (err) {
+      log.error({ err }, "turn failed unexpectedly; answering with the error line");
+      outcome = this.#failed("unknown", null);
     } finally {
       clearInterval(typing);
     }
 
     // Posted first: a message counts as answered only once its reply is on Discord.
-    if (outcome.post !== null) {
-      try {
-        await sink.finish(outcome.post);
-      } catch (err) {
-        log.warn({ err }, "could not post the reply; the message stays unanswered for catch-up");
-        this.ctx.emit({ type: "dropped", backend, reason: "post_failed" });
-        return;
-      }
+    const note = outcome.kind === "reply" && batch.some((p) => p.trimmed) ? `\n${TRIMMED_NOTE}` : "";
+    if (outcome.post !== null && !(await this.#post(sink, outcome.post + note, log))) {
+      this.ctx.emit({ type: "dropped", backend, reason: "post_failed" });
+      return;
     }
     if (outcome.kind === "stopped") return; // left unanswered on purpose: catch-up answers it at the next start
     if (epoch !== this.#epoch) {
@@ -232,12 +330,9 @@ export class ChannelSession {
     const { persona } = this.ctx.settings;
     const said = outcome.kind === "reply" ? outcome.post : null;
     const friendTurn: Turn | null = said ? { author: persona.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
-    this.#loadedWindow().push(...userTurns, ...(friendTurn ? [friendTurn] : []));
-    try {
-      this.ctx.store.complete(this.id, userTurns, friendTurn);
-    } catch (err) {
-      this.ctx.storeFailed(err, log);
-    }
+    // A window that could not be read stays unread (read again next turn); the store keeps the turns.
+    this.#window?.push(...userTurns, ...(friendTurn ? [friendTurn] : []));
+    this.#write("save a reply", (store) => store.complete(this.id, userTurns, friendTurn));
     if (outcome.kind !== "reply") return;
     const { generated } = outcome;
     const latencyMs = Date.now() - started;
@@ -249,7 +344,7 @@ export class ChannelSession {
         promptTokens: generated.stats?.promptTokens,
         completionTokens: generated.stats?.completionTokens,
         evaluatedPromptTokens: generated.stats?.evaluatedPromptTokens,
-        window: this.#loadedWindow().size,
+        window: this.#window?.size,
       },
       "answered",
     );
@@ -262,6 +357,39 @@ export class ChannelSession {
       generationMs: generated.generationMs,
       fallback: outcome.fallback,
     });
+  }
+
+  /** The window, or null (logged) when the store cannot be read. */
+  #readWindow(log: Logger): ChannelWindow | null {
+    try {
+      return this.#loadedWindow();
+    } catch (err) {
+      this.ctx.storeFailed(err, log);
+      return null;
+    }
+  }
+
+  /**
+   * Posts the final text within the posting deadline (a long rate limit must not hold the channel,
+   * nor the shutdown). A post that fails or times out is replaced on Discord by the error line (or
+   * removed), never left as a half-sentence; the message stays unanswered for catch-up.
+   */
+  async #post(sink: ReplySink, text: string, log: Logger): Promise<boolean> {
+    const { limits, persona } = this.ctx.settings;
+    try {
+      await withinDeadline(sink.finish(text), limits.postTimeoutMs, () => new Error(`not posted within ${limits.postTimeoutMs} ms`));
+      return true;
+    } catch (err) {
+      log.warn({ err }, "could not post the reply; the message stays unanswered for catch-up");
+      // Queued behind the post itself: if that lands late, it is replaced all the same.
+      void sink.abandon?.(persona.errorReply).catch((abandonErr: unknown) => log.warn({ err: abandonErr }, "could not replace the unfinished reply"));
+      return false;
+    }
+  }
+
+  /** The error outcome for `reason`, with what the user reads. */
+  #failed(reason: FailureReason, userLine: string | null): Outcome {
+    return { kind: "error", post: userLine ?? this.ctx.settings.persona.errorReply, reason };
   }
 
   /** Decides what the user gets: the reply (regenerated once if empty, else the fallback line), the error line, or nothing. */
@@ -281,45 +409,85 @@ export class ChannelSession {
         // Never a half-sentence left standing; if nothing was shown, nothing is posted.
         return { kind: "stopped", post: shown ? persona.errorReply : null };
       }
+      if (err instanceof TurnFailure) {
+        log.warn({ err, reason: err.reason }, "turn failed; answering with what went wrong");
+        if (err.reason !== "too_long") this.ctx.emit({ type: "backend_error", backend, kind: "timeout" });
+        return this.#failed(err.reason, err.userLine);
+      }
       const kind: BackendErrorKind = err instanceof BackendError ? err.kind : "unknown";
       log.warn({ err, kind }, "backend failed; answering with the error line");
       this.ctx.emit({ type: "backend_error", backend, kind });
-      return { kind: "error", post: persona.errorReply };
+      if (kind === "too_long") return this.#failed("too_long", TOO_LONG_LINE);
+      return this.#failed(kind === "timeout" ? "reply_timeout" : "backend", null);
     }
   }
 
   /**
    * Waits for room on the backend (a cold local model loads inside its own slot, delaying nobody
-   * else), then generates under a deadline. Throws BackendError.
+   * else; a channel that waits long is told once), gets the backend ready within its own limit,
+   * then generates under two deadlines: one for the first text, one for the whole reply.
+   * Throws BackendError or TurnFailure.
    */
   async #generateAdmitted(name: BackendName, turns: readonly Turn[], sink: ReplySink | null, onShown: () => void): Promise<Generated> {
     const { shutdown, admission, settings } = this.ctx;
+    const { generation, limits } = settings;
     const backend = this.ctx.backend(name);
+    const slow = sink?.notice
+      ? setTimeout(() => {
+          onShown();
+          void sink.notice!(SLOW_NOTICE).catch(() => {});
+        }, limits.slowNoticeMs)
+      : undefined;
     let release: () => void;
     try {
       release = await admission.acquire(name, shutdown);
     } catch {
       throw new BackendError("aborted", "Friend is shutting down.");
+    } finally {
+      clearTimeout(slow);
     }
     try {
-      if (backend.prepare) await untilAborted(backend.prepare(), shutdown);
+      if (backend.prepare) await this.#prepare(backend, shutdown);
       const deadline = new AbortController();
-      const timer = setTimeout(
-        () => deadline.abort(new BackendError("timeout", `no complete answer within ${settings.generation.timeoutMs} ms`)),
-        settings.generation.timeoutMs,
+      const timer = setTimeout(() => deadline.abort(new BackendError("timeout", `no complete answer within ${generation.timeoutMs} ms`)), generation.timeoutMs);
+      const firstText = new AbortController();
+      const firstTimer = setTimeout(
+        () => firstText.abort(new TurnFailure("first_text_timeout", null, `no text within ${generation.firstTextTimeoutMs} ms`)),
+        generation.firstTextTimeoutMs,
       );
       const userStop = (this.#userStop = new AbortController());
       try {
-        return await this.#generate(backend, turns, sink, AbortSignal.any([shutdown, deadline.signal]), userStop.signal, onShown);
+        const failOn = AbortSignal.any([shutdown, deadline.signal, firstText.signal]);
+        return await this.#generate(backend, turns, sink, failOn, userStop.signal, onShown, () => clearTimeout(firstTimer));
       } finally {
         clearTimeout(timer);
+        clearTimeout(firstTimer);
         this.#userStop = null;
       }
     } catch (err) {
-      if (err instanceof BackendError) throw err;
+      if (err instanceof BackendError || err instanceof TurnFailure) throw err;
       throw new BackendError(shutdown.aborted ? "aborted" : "unknown", (err as Error).message, { cause: err });
     } finally {
       release();
+    }
+  }
+
+  /**
+   * Gets the backend ready (a download, a model load) within its own limit: past it, the turn says
+   * what is still going on, and the backend goes on getting ready for the next one.
+   */
+  async #prepare(backend: Backend, shutdown: AbortSignal): Promise<void> {
+    const { prepareTimeoutMs } = this.ctx.settings.generation;
+    const limit = new AbortController();
+    const timer = setTimeout(() => {
+      const progress = backend.describe().progress?.text;
+      const line = `I'm still getting ready${progress ? ` (${progress})` : ""}. Try me again in a minute.`;
+      limit.abort(new TurnFailure("load_timeout", line, `the ${backend.name} backend was not ready within ${prepareTimeoutMs} ms`));
+    }, prepareTimeoutMs);
+    try {
+      await untilAborted(backend.prepare!(), AbortSignal.any([shutdown, limit.signal]));
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -335,6 +503,7 @@ export class ChannelSession {
     failOn: AbortSignal,
     stopOn: AbortSignal,
     onShown: () => void,
+    onFirstText: () => void,
   ): Promise<Generated> {
     const signal = AbortSignal.any([failOn, stopOn]);
     const { persona, generation } = this.ctx.settings;
@@ -364,7 +533,10 @@ export class ChannelSession {
           stats = next.value ?? undefined;
           break;
         }
-        firstTextMs ??= Date.now() - started;
+        if (firstTextMs === undefined) {
+          firstTextMs = Date.now() - started;
+          onFirstText();
+        }
         sink?.raw?.(next.value);
         // The model has started an invented scene: nothing more it says will be shown.
         if (cleaner.push(next.value).done) break;
@@ -389,23 +561,10 @@ export class ChannelSession {
     }
     if (failOn.aborted) {
       const reason: unknown = failOn.reason;
-      throw reason instanceof BackendError ? reason : new BackendError("aborted", "The generation was stopped.", { cause: reason });
+      throw reason instanceof BackendError || reason instanceof TurnFailure ? reason : new BackendError("aborted", "The generation was stopped.", { cause: reason });
     }
     // After a user's stop, only what was already shown stands: the unfinished line was never seen.
     const text = stopOn.aborted ? cleaner.view().text : cleaner.text();
     return { text, stats, firstTextMs, generationMs: Date.now() - started, stoppedByUser: stopOn.aborted };
   }
-}
-
-/** Settles like `promise`, or rejects with the signal's reason as soon as it aborts (the promise itself goes on). */
-export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

@@ -8,6 +8,8 @@ export interface AcceptedMessage {
   authorId: string;
   /** The user's turn; `turn.messageId` is the Discord message id. */
   turn: Turn & { messageId: string };
+  /** The text was cut to the input bounds, and the reply says so (not stored). */
+  trimmed?: boolean;
 }
 
 /**

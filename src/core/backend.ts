@@ -58,7 +58,8 @@ export interface BackendInfo {
   binary?: string;
 }
 
-export type BackendErrorKind = "timeout" | "rate_limit" | "server" | "connection" | "auth" | "bad_request" | "load" | "aborted" | "unknown";
+/** `too_long`: the newest message does not fit the model's prompt even on its own. */
+export type BackendErrorKind = "timeout" | "rate_limit" | "server" | "connection" | "auth" | "bad_request" | "too_long" | "load" | "aborted" | "unknown";
 
 /** A backend failure after the backend's own retries, classified for logs and metrics. */
 export class BackendError extends Error {

@@ -14,6 +14,8 @@ import { DiscordReply } from "./send.ts";
 const CACHED_MESSAGES_PER_CHANNEL = 20;
 /** How far after a message catch-up looks for a reply Friend had begun before a crash. */
 const CATCH_UP_SCAN = 50;
+/** Messages held while catch-up runs at start-up; past this the oldest are not answered. */
+const EARLY_MESSAGES = 1000;
 
 export interface BotOptions {
   config: Config;
@@ -29,6 +31,8 @@ export interface BotOptions {
 export class FriendBot {
   readonly client: Client;
   #ready = false;
+  /** Messages that arrived before intake opened (catch-up still running), in arrival order; null once open. */
+  #early: Message[] | null = [];
 
   constructor(private readonly options: BotOptions) {
     this.client = new Client({
@@ -72,6 +76,13 @@ export class FriendBot {
     this.#ready = true;
   }
 
+  /** Starts taking new messages, first those that arrived while catch-up ran. */
+  openIntake(): void {
+    const early = this.#early ?? [];
+    this.#early = null;
+    for (const message of early) this.#onMessage(message);
+  }
+
   async stop(): Promise<void> {
     this.#ready = false;
     await this.client.destroy();
@@ -89,12 +100,17 @@ export class FriendBot {
     if (!trigger) return null;
     const later = await channel.messages.fetch({ after: messageId, limit: CATCH_UP_SCAN }).catch(() => null);
     const botId = this.client.user?.id;
-    const begun = later?.find((m) => m.author.id === botId && m.reference?.messageId === messageId) ?? null;
+    // Every part of a reply replies to the trigger, so a reply cut off between its parts is found whole.
+    const begun = [...(later?.values() ?? [])].filter((m) => m.author.id === botId && m.reference?.messageId === messageId).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
     return new DiscordReply(trigger, begun);
   }
 
   #onMessage(message: Message): void {
     const { options } = this;
+    if (this.#early) {
+      if (this.#early.push(message) > EARLY_MESSAGES) this.#early.shift();
+      return;
+    }
     try {
       const botUserId = this.client.user?.id;
       if (!botUserId) return;

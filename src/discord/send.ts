@@ -28,45 +28,67 @@ async function retryClosedSocket<T>(call: () => Promise<T>): Promise<T> {
 
 /**
  * Posts Friend's reply to one Discord message: typing while it thinks, a reply that is edited as
- * text streams in, then the final text split into as many messages as it needs.
+ * text streams in, then the final text split into as many messages as it needs. Every part replies
+ * to the trigger, so after a crash catch-up finds each part it had posted and edits them, rather
+ * than posting any part twice.
  */
 export class DiscordReply implements ReplySink {
   #queue: Promise<unknown> = Promise.resolve();
+  /** The parts on Discord, in order. */
+  #parts: Message<boolean>[];
 
-  /** `posted`: a reply already on Discord (found after a restart) that this one edits instead of posting anew. */
+  /** `posted`: the parts of a reply already on Discord (found after a restart), edited instead of posted anew. */
   constructor(
     private readonly trigger: Message<boolean>,
-    private posted: Message<boolean> | null = null,
-  ) {}
+    posted: readonly Message<boolean>[] = [],
+  ) {
+    this.#parts = [...posted];
+  }
 
   async typing(): Promise<void> {
     if ("sendTyping" in this.trigger.channel) await this.trigger.channel.sendTyping();
   }
 
   update(text: string): Promise<void> {
-    return this.#serial(() => this.#show(text));
+    return this.#serial(() => this.#show(0, text));
+  }
+
+  notice(text: string): Promise<void> {
+    return this.update(text);
   }
 
   finish(text: string): Promise<void> {
     return this.#serial(async () => {
-      const [first, ...rest] = splitMessage(text);
-      await this.#show(first ?? text);
-      for (const chunk of rest) {
-        const { channel } = this.trigger;
-        if ("send" in channel) await retryClosedSocket<unknown>(() => channel.send({ content: chunk, allowedMentions: NO_MENTIONS }));
-      }
+      const chunks = splitMessage(text);
+      for (const [i, chunk] of chunks.entries()) await this.#show(i, chunk);
+      await this.#removeFrom(chunks.length);
     });
   }
 
-  /** The first text replies to the trigger; later text edits that reply. */
-  async #show(content: string): Promise<void> {
-    const posted = this.posted;
-    if (posted) {
-      if (posted.content !== content) this.posted = await retryClosedSocket(() => posted.edit({ content, allowedMentions: NO_MENTIONS }));
+  abandon(text: string): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#parts.length === 0) return; // nothing half-said stands
+      await this.#show(0, text);
+      await this.#removeFrom(1);
+    });
+  }
+
+  /** Part `i` shows `content`: edited when it is on Discord, else posted as a reply to the trigger. */
+  async #show(i: number, content: string): Promise<void> {
+    const part = this.#parts[i];
+    if (part) {
+      if (part.content !== content) this.#parts[i] = await retryClosedSocket(() => part.edit({ content, allowedMentions: NO_MENTIONS }));
       return;
     }
     // If the trigger was deleted meanwhile, post without the reference instead of failing.
-    this.posted = await retryClosedSocket(() => this.trigger.reply({ content, allowedMentions: NO_MENTIONS, failIfNotExists: false }));
+    this.#parts.push(await retryClosedSocket(() => this.trigger.reply({ content, allowedMentions: NO_MENTIONS, failIfNotExists: false })));
+  }
+
+  /** Deletes the parts from `i` on (a reply that came out shorter than the one begun before a restart). */
+  async #removeFrom(i: number): Promise<void> {
+    for (const part of this.#parts.splice(i).reverse()) await retryClosedSocket(() => part.delete()).catch((err: unknown) => {
+      if ((err as { code?: unknown }).code !== 10008) throw err; // Unknown Message: already gone
+    });
   }
 
   /** Edits must land in order even when the conversation does not wait for them. */

@@ -57,7 +57,7 @@ describe("/reset during a reply", () => {
     const inFlight = await openai.generation(1);
     conversation.submit(message("c", "waiting"), s2);
 
-    expect(conversation.reset("c")).toBe(2);
+    expect(conversation.reset("c")).toEqual({ turns: 2, durable: true });
     expect(openai.resets).toEqual(["c"]);
     inFlight.say("Still answering the old question.").end();
     expect(await s1b.finished.promise).toBe("Still answering the old question."); // its asker still gets it
@@ -236,8 +236,10 @@ describe("store failures", () => {
     (await openai.generation(0)).say("Reply one.").end();
     expect(await s1.finished.promise).toBe("Reply one.");
     await settle();
-    expect(events.filter((e) => e.type === "store_error")).toHaveLength(2);
+    // One failure streak is one error (the writes wait in order and are retried), never a backend error.
+    expect(events.filter((e) => e.type === "store_error")).toHaveLength(1);
     expect(events.filter((e) => e.type === "backend_error")).toEqual([]);
+    expect(conversation.unsavedWrites).toBe(2);
 
     failing = false;
     const s2 = new RecordingSink();
@@ -246,6 +248,11 @@ describe("store failures", () => {
     expect(g.prompt).toEqual(["Alice: one", "Friend: Reply one.", "Alice: two"]); // memory carried on
     g.say("Reply two.").end();
     expect(await s2.finished.promise).toBe("Reply two.");
+    await settle();
+    // The writes that waited landed first, in order: nothing of the first exchange is lost or answered twice.
+    expect(conversation.unsavedWrites).toBe(0);
+    expect(real.loadWindow("c").map((t) => t.text)).toEqual(["one", "Reply one.", "two", "Reply two."]);
+    expect(real.unanswered()).toEqual([]);
   });
 
   it("a reply that cannot be posted leaves its message unanswered for catch-up, and the channel goes on", async () => {

@@ -450,6 +450,14 @@ export class FakeDiscord {
       if (m.payload.author.id !== this.botUser.id) return { status: 403, body: { message: "Cannot edit a message authored by another user", code: 50005 } };
       return this.rejectEdit(m, call.body) ?? this.applyEdit(m, call.body, true);
     });
+    on("DELETE", "/channels/:id/messages/:mid", (_, [id, mid]) => {
+      const m = this.messages.get(mid!);
+      if (!m || m.payload.channel_id !== id) return notFound("Unknown Message", 10008);
+      if (m.payload.author.id !== this.botUser.id) return { status: 403, body: { message: "Missing Permissions", code: 50013 } };
+      this.messages.delete(mid!);
+      this.dispatch("MESSAGE_DELETE", { id: mid, channel_id: id, ...(m.payload.guild_id ? { guild_id: m.payload.guild_id } : {}) });
+      return noContent;
+    });
     on("POST", "/channels/:id/typing", () => noContent);
 
     for (const path of ["/applications/:app/commands", "/applications/:app/guilds/:guild/commands"]) {

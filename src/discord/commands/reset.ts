@@ -1,4 +1,5 @@
 import { ApplicationIntegrationType, InteractionContextType, MessageFlags, PermissionFlagsBits, SlashCommandBuilder } from "discord.js";
+import { NOT_DURABLE_YET } from "../../conversation/conversation.ts";
 import type { SlashCommand } from "./command.ts";
 
 /**
@@ -21,7 +22,8 @@ export const resetCommand: SlashCommand = {
       await interaction.reply({ content: "You need the Manage Messages or Manage Channels permission to reset Friend's memory here.", flags: MessageFlags.Ephemeral });
       return;
     }
-    const turns = conversation.reset(interaction.channelId);
-    await interaction.reply({ content: `Okay, fresh start. I forgot the last ${turns} turn${turns === 1 ? "" : "s"} here.`, flags: MessageFlags.Ephemeral });
+    const { turns, durable } = conversation.reset(interaction.channelId);
+    const forgot = `Okay, fresh start. I forgot the last ${turns} turn${turns === 1 ? "" : "s"} here.`;
+    await interaction.reply({ content: durable ? forgot : `${forgot} ${NOT_DURABLE_YET}`, flags: MessageFlags.Ephemeral });
   },
 };

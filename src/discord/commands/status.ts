@@ -31,7 +31,7 @@ export const statusCommand: SlashCommand = {
         { name: "Adapter", value: local?.adapter ?? (config.local.loraPath ? modelSourceName(parseModelSource(config.local.loraPath)) : "none"), inline: true },
         { name: "Local model loaded", value: local?.loaded ? "yes" : (local?.progress?.text ?? "no"), inline: true },
         { name: "llama.cpp", value: local?.binary ?? config.local.build, inline: true },
-        { name: "Window", value: `${window.turns} turns, ${window.tokens} tokens`, inline: true },
+        { name: "Window", value: window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)", inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
         { name: "Version", value: version, inline: true },
       );
