@@ -4,7 +4,7 @@ import { Conversation, type ConversationOptions, type IncomingMessage } from "..
 import type { ConversationEvent } from "../../src/conversation/events.ts";
 import type { ReplySink } from "../../src/conversation/session.ts";
 import type { ConversationStore } from "../../src/conversation/store.ts";
-import type { Backend, BackendName, GenerateRequest, GenerationStats } from "../../src/core/backend.ts";
+import type { Backend, BackendInfo, BackendName, GenerateRequest, GenerationStats } from "../../src/core/backend.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 
 /** A promise with its resolve and reject in hand, to decide an ordering from the test. */
@@ -82,6 +82,8 @@ export class ScriptedBackend implements Backend {
   readonly resets: string[] = [];
   #waiters: ((g: ScriptedGeneration) => void)[] = [];
   prepareGate: Promise<void> | null = null;
+  /** What describe() reports while getting ready. */
+  progress: BackendInfo["progress"] = undefined;
 
   constructor(
     readonly name: BackendName,
@@ -89,7 +91,7 @@ export class ScriptedBackend implements Backend {
   ) {}
 
   describe() {
-    return { backend: this.name, model: `scripted-${this.name}`, loaded: true };
+    return { backend: this.name, model: `scripted-${this.name}`, loaded: !this.progress, ...(this.progress ? { progress: this.progress } : {}) };
   }
 
   async prepare(): Promise<void> {
@@ -144,6 +146,14 @@ export class RecordingSink implements ReplySink {
     this.finished.resolve(text);
   }
 
+  async abandon(text: string): Promise<void> {
+    this.events.push(`abandon:${text}`);
+  }
+
+  async notice(text: string): Promise<void> {
+    this.events.push(`notice:${text}`);
+  }
+
   /** What was posted in the end, if anything. */
   get posted(): string | undefined {
     return this.events.findLast((e) => e.startsWith("finish:"))?.slice("finish:".length);
@@ -167,7 +177,9 @@ export interface Rig {
 }
 
 /** A Conversation over scripted backends and a real in-memory SQLite store, with no Discord. */
-export function rig(options: { settings?: (s: Settings) => void; openai?: ScriptedBackend; store?: SqliteStore; concurrency?: Partial<ConversationOptions["concurrency"]> } = {}): Rig {
+export function rig(
+  options: { settings?: (s: Settings) => void; openai?: ScriptedBackend; store?: SqliteStore; concurrency?: Partial<ConversationOptions["concurrency"]>; userMessagesPerMinute?: number } = {},
+): Rig {
   const settings = loadSettings();
   settings.generation.streamEditIntervalMs = 0;
   options.settings?.(settings);
@@ -182,7 +194,7 @@ export function rig(options: { settings?: (s: Settings) => void; openai?: Script
     backends: () => [openai, local],
     defaultBackend: "openai",
     concurrency: { openai: 4, local: 1, ...options.concurrency },
-    userMessagesPerMinute: 1000,
+    userMessagesPerMinute: options.userMessagesPerMinute ?? 1000,
     logger: pino({ enabled: false }),
     onEvent: (e) => events.push(e),
   });
