@@ -33,6 +33,12 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
   const startedAt = Date.now();
   const engine = createEngine(config, logger, { ...parts, onEvent: (event) => (metrics.observe(event), parts.onEvent?.(event)) });
   const { store, backends, conversation } = engine;
+  try {
+    store.claimOwnership(config.dbPath);
+  } catch (err) {
+    await engine.close(0);
+    throw err;
+  }
   const metrics = new FriendMetrics(() => conversation.queueDepth);
   const bot = new FriendBot({
     config,
@@ -55,7 +61,7 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
   let ops: Awaited<ReturnType<typeof startOpsServer>> | undefined;
   try {
     // The endpoint comes up first so that a container that cannot reach Discord reports itself unhealthy.
-    ops = config.http ? await startOpsServer({ ...config.http, healthy: () => bot.ready && store.healthy(), metrics, logger }) : undefined;
+    ops = config.http ? await startOpsServer({ ...config.http, healthy: () => bot.ready && store.healthy() && conversation.writesDurable(), metrics, logger }) : undefined;
     await bot.start();
   } catch (err) {
     await bot.stop().catch(() => {});

@@ -222,9 +222,14 @@ export class Conversation {
     return this.#session(channelId).windowSize();
   }
 
-  /** Store writes not yet durable (the store is failing); /healthz is 503 while there are any. */
+  /** Store writes not yet durable (the store is failing). */
   get unsavedWrites(): number {
     return this.#writes.waiting;
+  }
+
+  /** Tries the writes still waiting; true when every write so far is durable (for /healthz). */
+  writesDurable(): boolean {
+    return this.#writes.flush();
   }
 
   /** Messages waiting for a reply, across channels (read by the metrics scrape, not per message). */

@@ -1,5 +1,6 @@
 import Database from "better-sqlite3";
 import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
 import type { AcceptedMessage, ConversationStore } from "../conversation/store.ts";
@@ -40,7 +41,18 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX accepted_by_channel ON accepted (channel_id, at);
    CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);`,
+  // 3: the Friend bot that owns the database, so that a second one is refused.
+  `CREATE TABLE instance (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     pid INTEGER NOT NULL,
+     host TEXT NOT NULL,
+     heartbeat_at INTEGER NOT NULL
+   );`,
 ];
+
+/** How often the owning bot says it is alive, and after how long without a word another may take over. */
+const HEARTBEAT_MS = 5000;
+const OWNER_STALE_MS = 20_000;
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -69,7 +81,12 @@ export interface SqliteStoreOptions {
   answeredRetentionMs?: number;
   /** Move an unreadable file aside (to `<path>.corrupt-<time>`) and start empty, instead of refusing to start. */
   moveCorruptAside?: boolean;
-  /** How long a write waits for a lock held by another process before it fails (default 5000 ms). */
+  /**
+   * How long a call waits for a lock held by another process before it fails (default 20 ms).
+   * better-sqlite3 waits on the event loop, so this stays short: a failed write is retried later
+   * (see DurableWrites) and a failed read ends its turn in the error line, rather than every
+   * channel and /healthz freezing behind another process's lock.
+   */
   busyTimeoutMs?: number;
 }
 
@@ -98,12 +115,15 @@ export class SqliteStore implements ConversationStore {
   #saves = 0;
   /** The last write failure, until a write succeeds again; /healthz is 503 meanwhile. */
   #writeFailure: Error | null = null;
+  /** The last read failure, until a read succeeds again; a corrupt page stays until a restart. */
+  #readFailure: { err: Error; corrupt: boolean } | null = null;
+  #heartbeat: NodeJS.Timeout | undefined;
   readonly #q;
 
   constructor(options: SqliteStoreOptions) {
     this.#maxTurns = options.maxTurnsPerChannel ?? 200;
     this.#answeredRetentionMs = options.answeredRetentionMs ?? 7 * 24 * 3600 * 1000;
-    this.#db = openDatabase(options.path, options.moveCorruptAside ?? false, options.busyTimeoutMs ?? 5000);
+    this.#db = openDatabase(options.path, options.moveCorruptAside ?? false, options.busyTimeoutMs ?? 20);
     const db = this.#db;
     this.#q = {
       window: db.prepare<[string, number]>(
@@ -125,11 +145,18 @@ export class SqliteStore implements ConversationStore {
         "INSERT INTO channels (channel_id, backend, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET backend = excluded.backend, updated_at = excluded.updated_at",
       ),
       probe: db.prepare("INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"),
+      readProbe: db.prepare("SELECT (SELECT count(*) FROM (SELECT 1 FROM turns LIMIT 1)) + (SELECT count(*) FROM (SELECT 1 FROM accepted LIMIT 1)) AS n"),
+      owner: db.prepare("SELECT pid, host, heartbeat_at FROM instance WHERE id = 1"),
+      claim: db.prepare(
+        "INSERT INTO instance (id, pid, host, heartbeat_at) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, heartbeat_at = excluded.heartbeat_at",
+      ),
+      beat: db.prepare("UPDATE instance SET heartbeat_at = ? WHERE id = 1 AND pid = ? AND host = ?"),
+      release: db.prepare("DELETE FROM instance WHERE id = 1 AND pid = ? AND host = ?"),
     };
   }
 
   loadWindow(channelId: string): Turn[] {
-    return (this.#q.window.all(channelId, this.#maxTurns) as TurnRow[]).map(turnOf);
+    return this.#read(() => (this.#q.window.all(channelId, this.#maxTurns) as TurnRow[]).map(turnOf));
   }
 
   accept({ channelId, authorId, turn }: AcceptedMessage): boolean {
@@ -160,7 +187,7 @@ export class SqliteStore implements ConversationStore {
   }
 
   unanswered(): AcceptedMessage[] {
-    return (this.#q.accepted.all() as AcceptedRow[]).map((r) => ({
+    return this.#read(() => this.#q.accepted.all() as AcceptedRow[]).map((r) => ({
       channelId: r.channel_id,
       authorId: r.author_id,
       turn: { author: r.author, text: r.text, fromFriend: false, at: r.at, messageId: r.message_id, ...(r.tokens !== null ? { tokens: r.tokens } : {}) },
@@ -180,21 +207,20 @@ export class SqliteStore implements ConversationStore {
   }
 
   clearChannel(channelId: string): void {
-    const ids = (this.#q.acceptedIn.all(channelId) as { message_id: string }[]).map((r) => r.message_id);
     this.#write("forget a channel", () =>
       this.#db.transaction(() => {
         this.#q.clearTurns.run(channelId);
-        this.drop(ids);
+        this.drop((this.#q.acceptedIn.all(channelId) as { message_id: string }[]).map((r) => r.message_id));
       })(),
     );
   }
 
   isKnown(messageId: string): boolean {
-    return this.#q.isAnswered.get(messageId) !== undefined || this.#q.isAccepted.get(messageId) !== undefined;
+    return this.#read(() => this.#q.isAnswered.get(messageId) !== undefined || this.#q.isAccepted.get(messageId) !== undefined);
   }
 
   getBackend(channelId: string): BackendName | undefined {
-    const row = this.#q.getBackend.get(channelId) as { backend: string } | undefined;
+    const row = this.#read(() => this.#q.getBackend.get(channelId) as { backend: string } | undefined);
     return row && (BACKEND_NAMES as readonly string[]).includes(row.backend) ? (row.backend as BackendName) : undefined;
   }
 
@@ -208,7 +234,8 @@ export class SqliteStore implements ConversationStore {
    */
   healthy(): boolean {
     try {
-      if (!this.#db.open || this.#db.prepare("SELECT 1 AS ok").get() === undefined) return false;
+      if (!this.#db.open || this.#readFailure?.corrupt) return false;
+      if (this.#readFailure) this.#read(() => this.#q.readProbe.get());
       if (this.#writeFailure) this.#write("probe", () => this.#q.probe.run(Date.now()));
       return true;
     } catch {
@@ -216,8 +243,58 @@ export class SqliteStore implements ConversationStore {
     }
   }
 
+  /**
+   * Makes this process the Friend bot that owns the database, refusing (StoreError) when another
+   * live one does: two bots on one file would answer every message twice. The owner says it is
+   * alive every few seconds; a dead one (its process gone on this host, or silent for 20 s) is
+   * taken over.
+   */
+  claimOwnership(path: string): void {
+    const host = hostname();
+    const now = Date.now();
+    this.#db.transaction(() => {
+      const owner = this.#q.owner.get() as { pid: number; host: string; heartbeat_at: number } | undefined;
+      if (owner && owner.heartbeat_at > now - OWNER_STALE_MS && !(owner.host === host && (owner.pid === process.pid || !processAlive(owner.pid)))) {
+        const ago = Math.max(0, Math.round((now - owner.heartbeat_at) / 1000));
+        throw new StoreError(
+          `FRIEND_DB_PATH=${path} is in use by another Friend (pid ${owner.pid} on ${owner.host}, alive ${ago} s ago). Stop that one first, or give this one its own FRIEND_DB_PATH.`,
+        );
+      }
+      this.#q.claim.run(process.pid, host, now);
+    })();
+    this.#heartbeat = setInterval(() => {
+      try {
+        this.#q.beat.run(Date.now(), process.pid, host);
+      } catch {
+        // A locked or full database misses a beat; the owner is stale only after many.
+      }
+    }, HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
+
   close(): void {
+    if (this.#heartbeat) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+      try {
+        this.#q.release.run(process.pid, hostname());
+      } catch {
+        // The next Friend takes over a silent owner anyway.
+      }
+    }
     if (this.#db.open) this.#db.close();
+  }
+
+  /** Runs a read, remembering whether reads work (for /healthz). */
+  #read<T>(run: () => T): T {
+    try {
+      const result = run();
+      if (this.#readFailure && !this.#readFailure.corrupt) this.#readFailure = null;
+      return result;
+    } catch (err) {
+      this.#readFailure = { err: err as Error, corrupt: openFailure(err) === "corrupt" };
+      throw err;
+    }
   }
 
   /** Runs a write, remembering whether writes work; a failure becomes a StoreWriteError naming what was being written. */
@@ -231,6 +308,15 @@ export class SqliteStore implements ConversationStore {
       this.#writeFailure = failure;
       throw failure;
     }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM"; // alive, someone else's
   }
 }
 

@@ -140,7 +140,7 @@ describe("delivery", () => {
     try {
       const m1 = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "one") });
       await eventually(() => replyTo(discord, channel, m1.id)[0]?.content === "re one", "an answer without the database");
-      await eventually(() => world!.logs.lines.some((l) => l.msg === "database write failed; carrying on without it"), "the store error in the log");
+      await eventually(() => world!.logs.lines.some((l) => l.msg === "database write failed; answering from memory and retrying every second"), "the store error in the log");
       expect(await health()).toBe(503);
       const m2 = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "two") });
       await eventually(() => replyTo(discord, channel, m2.id)[0]?.content === "re two", "the second answer");
@@ -152,6 +152,11 @@ describe("delivery", () => {
       other.close();
     }
     expect(await health()).toBe(200);
+    // What waited was saved once the lock went, in order: a restart remembers both exchanges.
+    const saved = new Database(path, { readonly: true });
+    expect(saved.prepare("SELECT text FROM turns ORDER BY id").all().map((r) => (r as { text: string }).text)).toEqual(["one", "re one", "two", "re two"]);
+    expect(saved.prepare("SELECT count(*) AS n FROM accepted").get()).toEqual({ n: 0 });
+    saved.close();
     const metrics = await (await fetch(`${friend.opsUrl}/metrics`)).text();
     expect(metrics).toMatch(/^friend_store_errors_total [1-9]/m);
     expect(metrics).toMatch(/^friend_nodejs_eventloop_lag_seconds /m);
