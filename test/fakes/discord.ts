@@ -222,6 +222,13 @@ export class FakeDiscord {
     return payload;
   }
 
+  /** Sends a message's MESSAGE_CREATE again, as Discord replays missed events after a RESUME. */
+  redeliver(messageId: string): void {
+    const stored = this.messages.get(messageId);
+    if (!stored) throw new Error(`no message ${messageId} to redeliver`);
+    this.dispatch("MESSAGE_CREATE", stored.payload);
+  }
+
   /** Injects a chat-input INTERACTION_CREATE. dm sends it from the user's DM with the bot (context 1). */
   sendInteraction(opts: {
     channelId: string; user: FakeUser; name: string; options?: InteractionOption[]; permissions?: string; dm?: boolean;
