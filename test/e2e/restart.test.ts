@@ -126,6 +126,62 @@ describe("restarts keep Friend the same friend", () => {
     expect(replyTo(discord, chat, m1.id)).toHaveLength(1);
   }, 180_000);
 
+  it("after SIGKILL while a long reply's third part waits on a 429: the restart posts each part exactly once", async () => {
+    const { discord, openai, start } = await setup();
+    const chat = discord.channelIds[1]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
+    // About 5,000 characters: three parts of at most 2,000.
+    const long = Array.from({ length: 120 }, (_, i) => `Sentence number ${i} of a very long story.`).join(" ");
+    openai.script({ text: long, chunks: [long] });
+    const first = await start();
+    let posts = 0;
+    discord.rateLimitNext((c) => c.method === "POST" && c.path === `/channels/${chat}/messages` && ++posts === 3, 1, 60);
+    const m = discord.sendMessage({ channelId: chat, author: alice, ...mention("tell me everything") });
+    await eventually(() => posts >= 3, "the third part to meet a 429 (retry after 60 s)", 20_000);
+    expect(replyTo(discord, chat, m.id)).toHaveLength(2);
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toBe("SIGKILL");
+
+    openai.script({ text: long, chunks: [long] });
+    await start();
+    await eventually(() => replyTo(discord, chat, m.id).length === 3, "the whole reply after the restart", 30_000);
+    const parts = replyTo(discord, chat, m.id).map((p) => p.content);
+    expect(parts.join(" ")).toBe(long);
+    expect(discord.botMessages(chat)).toHaveLength(3); // no part posted twice
+  }, 180_000);
+
+  it("SIGTERM while start-up catch-up is answering: the caught-up reply is posted whole before Friend exits 0", async () => {
+    const { discord, openai, start } = await setup();
+    const chat = discord.channelIds[1]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
+    const first = await start();
+    openai.script({ text: "A reply that never finishes, because the process dies.", chunkDelayMs: 300 });
+    const m = discord.sendMessage({ channelId: chat, author: alice, ...mention("hello") });
+    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m.id, 20_000);
+    first.child.kill("SIGKILL");
+    await first.exited;
+
+    const slow = "Caught up at last: this one streams slowly, and a stop arrives in the middle of it, and it still lands whole.";
+    openai.script({ text: slow, chunkDelayMs: 100 });
+    const second = await start();
+    const begun = replyTo(discord, chat, m.id)[0]!;
+    await eventually(() => discord.botMessages(chat).find((x) => x.id === begun.id)!.content.startsWith("Caught up"), "catch-up to begin showing", 20_000);
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+    expect(replyTo(discord, chat, m.id).map((x) => x.content)).toEqual([slow]);
+  }, 180_000);
+
+  it("refuses a second Friend bot on the same database, naming the one already running", async () => {
+    const { env, start } = await setup();
+    const first = await start();
+    const second = track(spawnFriend(env));
+    expect(await second.exited).toBe(1);
+    expect(second.output()).toMatch(new RegExp(`FRIEND_DB_PATH=.*friend\\.db is in use by another Friend \\(pid ${first.child.pid} `));
+    expect(first.child.exitCode).toBeNull();
+  }, 120_000);
+
   it("refuses a corrupt database file with a clear error", async () => {
     const { env, dbPath, discord } = await setup();
     const { mkdirSync } = await import("node:fs");
