@@ -44,11 +44,6 @@ export class Admission {
     });
   }
 
-  /** Generations waiting for room on `backend`. */
-  waiting(backend: BackendName): number {
-    return this.#queue(backend).length;
-  }
-
   #queue(backend: BackendName): (() => void)[] {
     let queue = this.#waiting.get(backend);
     if (!queue) this.#waiting.set(backend, (queue = []));

@@ -4,7 +4,7 @@ import { BackendError, type Backend, type BackendName } from "../core/backend.ts
 import { Admission } from "./admission.ts";
 import type { ConversationEvent, DropReason } from "./events.ts";
 import { FloodGate } from "./flood.ts";
-import { speakerName } from "../backends/prompt.ts";
+import { speakerName } from "../core/speakers.ts";
 import { DurableWrites } from "./durable.ts";
 import { ChannelSession, type ReplySink, type SessionContext } from "./session.ts";
 import type { AcceptedMessage, ConversationStore } from "./store.ts";

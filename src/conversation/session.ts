@@ -5,11 +5,10 @@ import { BackendError, type Backend, type BackendErrorKind, type BackendName, ty
 import type { Turn } from "../core/turn.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
 import { stopSequences } from "../reply/speakers.ts";
-import { splitMessage } from "../reply/split.ts";
 import type { Admission } from "./admission.ts";
 import type { DurableWrites } from "./durable.ts";
 import type { ConversationEvent } from "./events.ts";
-import { recentSpeakers } from "../backends/prompt.ts";
+import { recentSpeakers } from "../core/speakers.ts";
 import type { AcceptedMessage, ConversationStore } from "./store.ts";
 import { countTokens } from "../core/tokens.ts";
 import { ChannelWindow } from "./window.ts";
@@ -17,7 +16,7 @@ import { ChannelWindow } from "./window.ts";
 /** Where a reply goes; the Discord layer (or the terminal) implements it for the message being answered. */
 export interface ReplySink {
   typing(): Promise<void>;
-  /** Shows text that is still growing; always something the final reply starts with. */
+  /** Shows text that is still growing (any length; the sink shows what fits); always something the final reply starts with. */
   update(text: string): Promise<void>;
   /** Posts the final reply (any length; the sink splits it), replacing what `update` showed. Rejects if it could not be posted. */
   finish(text: string): Promise<void>;
@@ -548,7 +547,7 @@ export class ChannelSession {
             lastUpdate = now;
             onShown();
             // The sink keeps edits in order; the generation does not wait for Discord.
-            void sink.update(splitMessage(text)[0]!).catch(() => {});
+            void sink.update(text).catch(() => {});
           }
         }
       }

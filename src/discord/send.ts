@@ -49,12 +49,13 @@ export class DiscordReply implements ReplySink {
     if ("sendTyping" in this.trigger.channel) await this.trigger.channel.sendTyping();
   }
 
+  /** While a reply grows, only its first message is shown; the rest is posted when it is final. */
   update(text: string): Promise<void> {
-    return this.#serial(() => this.#show(0, text));
+    return this.#serial(() => this.#show(0, splitMessage(text)[0] ?? text));
   }
 
   notice(text: string): Promise<void> {
-    return this.update(text);
+    return this.#serial(() => this.#show(0, text));
   }
 
   finish(text: string): Promise<void> {

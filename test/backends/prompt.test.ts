@@ -2,7 +2,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { loadSettings, systemPromptFor } from "../../src/config/settings.ts";
 import { MAIN_CAST } from "../../src/reply/speakers.ts";
-import { chatName, neutraliseLabels, renderChat, renderScript, scriptLine, speakerName } from "../../src/backends/prompt.ts";
+import { chatName, neutraliseLabels, renderChat, renderScript, scriptLine } from "../../src/backends/prompt.ts";
+import { speakerName } from "../../src/core/speakers.ts";
 import type { Turn } from "../../src/core/turn.ts";
 
 const persona = loadSettings().persona;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { speakerName } from "../../src/backends/prompt.ts";
+import { speakerName } from "../../src/core/speakers.ts";
 import { cleanReply, ReplyCleaner, streamingView, type CleanOptions } from "../../src/reply/clean.ts";
 import { MAIN_CAST } from "../../src/reply/speakers.ts";
 
