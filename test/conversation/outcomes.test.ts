@@ -140,7 +140,7 @@ describe("every turn ends in an outcome", () => {
     const { conversation, openai, settings, events } = rig({
       concurrency: { openai: 2 },
       settings: (s) => {
-        s.generation.firstTextTimeoutMs = 80;
+        s.generation.firstTextTimeoutMs = 3000; // long enough for the third message to arrive while both slots are held, on a busy machine
         s.limits.slowNoticeMs = 20;
       },
     });

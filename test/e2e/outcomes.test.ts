@@ -81,7 +81,7 @@ describe("every turn ends in an outcome, seen from Discord", () => {
   it("four hung OpenAI calls free their slots at the first-text deadline; a fifth channel is told once that Friend is slow, then answered", async () => {
     world = await startWorld({
       settings: (c) => {
-        c.settings.generation.firstTextTimeoutMs = 1500;
+        c.settings.generation.firstTextTimeoutMs = 4000;
         c.settings.limits.slowNoticeMs = 300;
         c.settings.generation.maxRetries = 0;
       },
@@ -98,14 +98,14 @@ describe("every turn ends in an outcome, seen from Discord", () => {
     const hung = channels.slice(0, 4).map((c) => discord.sendMessage({ channelId: c, author: alice, ...mention(discord, "hello?") }));
     await eventually(() => openai.requests.length === 4, "four calls in flight");
     const fifth = discord.sendMessage({ channelId: channels[4]!, author: alice, ...mention(discord, "anyone?") });
-    await eventually(() => replyTo(discord, channels[4]!, fifth.id)[0]?.content === "Finally, my turn.", "the fifth channel's answer", 10_000);
+    await eventually(() => replyTo(discord, channels[4]!, fifth.id)[0]?.content === "Finally, my turn.", "the fifth channel's answer", 20_000);
     const fifthReply = replyTo(discord, channels[4]!, fifth.id)[0]!;
     expect(fifthReply.body.content).toBe(SLOW_NOTICE); // posted once as a notice, then edited into the reply
     expect(replyTo(discord, channels[4]!, fifth.id)).toHaveLength(1);
     for (const [i, m] of hung.entries()) {
       await eventually(() => replyTo(discord, channels[i]!, m.id)[0]?.content === config.settings.persona.errorReply, `the error line in channel ${i}`);
     }
-  }, 30_000);
+  }, 60_000);
 
   it("a message over the prompt budget is answered after trimming, with a short note, never called a breakdown", async () => {
     world = await startWorld();
