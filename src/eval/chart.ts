@@ -12,13 +12,13 @@ export interface ChartRow {
  * The rates with their 95% intervals, one row per metric and one colour per contestant, drawn by
  * Vega-Lite and rendered to SVG headless (no browser, no canvas).
  */
-export async function ratesChart(rows: readonly ChartRow[], title: string): Promise<string> {
+export async function ratesChart(rows: readonly ChartRow[], title: string, subtitle: string): Promise<string> {
   const values = rows
     .filter((r) => r.rate.rate !== null)
     .map((r) => ({ contestant: r.contestant, metric: r.metric, rate: r.rate.rate, low: r.rate.ci95[0], high: r.rate.ci95[1], n: r.rate.n }));
   const spec: TopLevelSpec = {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
+    title: { text: title, subtitle },
     width: 480,
     data: { values },
     encoding: {

@@ -97,7 +97,8 @@ export async function runEval(argv: string[], io: CommandIo): Promise<number> {
   };
   const outDir = resolve(io.cwd, values.out);
   mkdirSync(outDir, { recursive: true });
-  const samples = resumeSamples(io, outDir, runSettings, contestants);
+  const usableIds = new Set(usable.map((item) => item.id));
+  const samples = resumeSamples(io, outDir, runSettings, contestants).filter((s) => usableIds.has(s.item));
 
   const logger = env.LOG_LEVEL
     ? createLogger({ level: config.logLevel, secrets: [config.openai.apiKey ?? "", env.HF_TOKEN ?? ""], destination: pino.destination(2) })
@@ -113,7 +114,9 @@ export async function runEval(argv: string[], io: CommandIo): Promise<number> {
     const summary: Summary = { version: 1, items_file: itemsPath, settings: runSettings, items: { read: items.length, used: usable.length, skipped }, contestants: summaries };
     writeAtomic(join(outDir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
     writeAtomic(join(outDir, "report.md"), renderReport(summary, ordered, usable));
-    writeAtomic(join(outDir, "report.svg"), await ratesChart(chartRows(summaries), `Friend eval: ${usable.length} items, temperature ${runSettings.temperature}, seed ${seed}`));
+    writeAtomic(join(outDir, "report.svg"), await ratesChart(chartRows(summaries), `Friend eval: ${usable.length} items, temperature ${runSettings.temperature}, seed ${seed}`,
+      `contestants: ${summaries.map((c) => (c.failed ? `${c.name} (${c.failed.startsWith("not run") ? "not run" : "failed"})` : c.name)).join(", ")}`,
+    ));
   };
 
   for (const contestant of contestants) {

@@ -47,7 +47,7 @@ export function readItems(path: string): ItemsFile {
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const where = issue.path.length ? issue.path.join(".") : "the item";
-      bad.push({ line: i + 1, problem: issue.code === "invalid_type" && issue.input === undefined ? `missing ${where}` : `${where}: ${issue.message}` });
+      bad.push({ line: i + 1, problem: /received undefined$/.test(issue.message) ? `missing ${where}` : `${where}: ${issue.message}` });
       return;
     }
     if (ids.has(parsed.data.id)) {
