@@ -125,7 +125,7 @@ describe("friend eval against a scripted OpenAI-compatible server", () => {
     expect(m.follow_on_stops_seen).toBe(false);
     expect(m.perplexity).toBeNull();
     expect(m.reply_chars_median).toBe("Fine, fine.".length);
-    expect(Wilson3of10()).toEqual([expect.closeTo(0.1078, 3), expect.closeTo(0.6032, 3)]);
+    expect(wilson(3, 10)).toEqual([expect.closeTo(0.1078, 3), expect.closeTo(0.6032, 3)]);
 
     // Every item went the bot's way: persona prompt, scene as named turns, the persona's own lines as its turns, stop sequences.
     const request = goodRequests().find((r) => questionOf(r) === 6)!;
@@ -224,7 +224,3 @@ describe("friend eval against a scripted OpenAI-compatible server", () => {
     expect(code).toBe(2);
   });
 });
-
-function Wilson3of10(): [number, number] {
-  return wilson(3, 10);
-}
