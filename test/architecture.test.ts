@@ -50,4 +50,10 @@ describe("architecture", () => {
     expect(below("conversation", ["discord", "chat", "store", "ops"])).toEqual([]);
     expect(below("backends", ["discord", "chat", "conversation", "store", "ops"])).toEqual([]);
   });
+
+  it("keeps eval a front end of its own, like chat: it drives the engine's parts, and nothing but the CLI imports it", () => {
+    const importers = [...graph].filter(([, to]) => to.has("eval")).map(([from]) => from);
+    expect(importers).toEqual([]);
+    expect([...(graph.get("eval") ?? [])].filter((f) => ["discord", "chat", "ops"].includes(f))).toEqual([]);
+  });
 });
