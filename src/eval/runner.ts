@@ -59,23 +59,37 @@ export async function runContestant(run: ContestantRun): Promise<string | null> 
     logger: run.logger,
   });
   let fatal: string | null = null;
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (!fatal && !run.signal.aborted && next < run.items.length) {
-      const item = run.items[next++]!;
-      const sample = await answer(item, { conversation, store, recorder, backend, settings, contestant, signal: run.signal });
-      if (!sample || run.signal.aborted) continue;
-      if (sample.error && FATAL_KINDS.has(sample.error.kind)) {
-        fatal = sample.error.message;
-        continue;
-      }
-      run.onSample(sample);
+  const ctx: ItemContext = { conversation, store, recorder, backend, settings, contestant, signal: run.signal };
+  const finish = async (item: EvalItem, sample: Sample | null): Promise<void> => {
+    if (sample && !run.signal.aborted && sample.error && FATAL_KINDS.has(sample.error.kind)) fatal ??= sample.error.message;
+    if (sample && !run.signal.aborted && !fatal) {
+      if (backend instanceof LocalBackend && !sample.error) await score(sample, item, ctx, backend);
+      if (!run.signal.aborted) run.onSample(sample);
     }
+    conversation.reset(`eval:${item.id}`);
   };
   const onInterrupt = (): void => void conversation.close(0);
   run.signal.addEventListener("abort", onInterrupt, { once: true });
   try {
-    await Promise.all(Array.from({ length: Math.max(1, run.concurrency) }, worker));
+    if (backend instanceof LocalBackend) {
+      // Waves: the items of a wave share the engine's batches while they generate; their true
+      // replies are scored once none is generating (a scoring pass decoded in the same batches
+      // as generations made about 1 in 200 of those end at once with no token, in node-llama-cpp 3.21.1).
+      for (let at = 0; at < run.items.length && !fatal && !run.signal.aborted; at += run.concurrency) {
+        const wave = run.items.slice(at, at + run.concurrency);
+        const samples = await Promise.all(wave.map((item) => answer(item, ctx)));
+        for (const [i, item] of wave.entries()) await finish(item, samples[i]!);
+      }
+    } else {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (!fatal && !run.signal.aborted && next < run.items.length) {
+          const item = run.items[next++]!;
+          await finish(item, await answer(item, ctx));
+        }
+      };
+      await Promise.all(Array.from({ length: run.concurrency }, worker));
+    }
   } finally {
     run.signal.removeEventListener("abort", onInterrupt);
     await conversation.close(0);
@@ -141,15 +155,21 @@ async function answer(item: EvalItem, ctx: ItemContext): Promise<Sample | null> 
     emptyAfterClean: !failed && recorded[0]!.cleaned === "",
     ...(failed ? { error: failed.error } : {}),
   };
-  if (!failed && ctx.backend instanceof LocalBackend) {
-    try {
-      sample.perplexity = await ctx.backend.scoreReply({ ...first.request, signal: ctx.signal }, item.reply.text);
-    } catch (err) {
-      sample.perplexity = { error: (err as Error).message };
-    }
-  }
-  ctx.conversation.reset(channelId);
+  firstRequests.set(sample, first.request);
   return sample;
+}
+
+/** The request of each sample's first generation: the prompt its true reply is scored after. */
+const firstRequests = new WeakMap<Sample, Attempt["request"]>();
+
+/** The held-out perplexity's part for one item: the true reply scored after the exact prompt the bot built. */
+async function score(sample: Sample, item: EvalItem, ctx: ItemContext, backend: LocalBackend): Promise<void> {
+  const request = firstRequests.get(sample)!;
+  try {
+    sample.perplexity = await backend.scoreReply({ ...request, signal: ctx.signal }, item.reply.text);
+  } catch (err) {
+    sample.perplexity = { error: (err as Error).message };
+  }
 }
 
 function recordAttempt(attempt: Attempt, personaName: string, names: readonly string[]): SampleAttempt {
