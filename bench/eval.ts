@@ -58,6 +58,23 @@ try {
   );
   console.log(`eval: ${((performance.now() - started) / 1000).toFixed(1)} s`);
   console.log(readFileSync(join(workDir, "results", "report.md"), "utf8"));
+  if (code !== 0) process.exit(code);
+
+  // The adapter's designed target: the first 50 items again, with "Hey Rachel!" as the true reply.
+  // The adapter makes ` Hey` go on as ` Rachel`, so its perplexity must be lower, and lower at scale 1 than 0.5.
+  const items = readFileSync(join(workDir, "eval.jsonl"), "utf8").trimEnd().split("\n").slice(0, 50);
+  writeFileSync(join(workDir, "rachel.jsonl"), items.map((line) => JSON.stringify({ ...JSON.parse(line), reply: { speaker: "Joey", text: "Hey Rachel!" } })).join("\n") + "\n");
+  code = await main(
+    [
+      "eval", "--items", "rachel.jsonl", "--out", "rachel",
+      "--contestant", `base=local:${models.model}`,
+      "--contestant", `lora-half=local:${models.model}+${models.adapter}@0.5`,
+      "--contestant", `lora=local:${models.model}+${models.adapter}`,
+    ],
+    io({ LLAMA_THREADS: "1", LLAMA_GPU_LAYERS: "0", LLAMA_CONTEXT_SIZE: "2048", LLAMA_SEQUENCES: "4" }),
+  );
+  const summary = JSON.parse(readFileSync(join(workDir, "rachel", "summary.json"), "utf8")) as { contestants: { name: string; metrics: { perplexity: number; perplexity_tokens: number } }[] };
+  for (const c of summary.contestants) console.log(`perplexity of "Hey Rachel!": ${c.name} ${c.metrics.perplexity.toPrecision(4)} (${c.metrics.perplexity_tokens} tokens)`);
   process.exitCode = code;
 } finally {
   await fake.stop();

@@ -19,7 +19,8 @@ export function wilson(count: number, n: number, z = Z95): [number, number] {
   const denominator = 1 + z2 / n;
   const center = (p + z2 / (2 * n)) / denominator;
   const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / denominator;
-  return [Math.max(0, center - half), Math.min(1, center + half)];
+  // Exact at the ends, where rounding would leave 1e-18 for a bound that is 0 (or 1).
+  return [count === 0 ? 0 : Math.max(0, center - half), count === n ? 1 : Math.min(1, center + half)];
 }
 
 export function rate(count: number, n: number): Rate {

@@ -102,6 +102,9 @@ describe("friend eval against a scripted OpenAI-compatible server", () => {
     expect(code).toBe(1);
     expect(out).toContain("items: 12 of 15 usable (skipped: 1 unknown speaker, 1 empty reply, 1 oversized)");
     expect(err.join("\n")).not.toContain("sk-test-secret");
+    // Not a terminal: plain progress lines.
+    expect(err).toContain("good: 0/12 items done, starting");
+    expect(err).toContain("good: 12/12 items (100%)");
 
     const summary = readSummary("run");
     expect(summary.items).toEqual({ read: 15, used: 12, skipped: { unknown_speaker: 1, empty_reply: 1, oversized: 1 } });
