@@ -5,8 +5,9 @@ import type { Scene } from "./transcript.ts";
 /** `--holdout-episodes`: named episodes, or a fraction of them chosen by `--holdout-seed`. */
 export type HoldoutSpec = { kind: "fraction"; fraction: number } | { kind: "episodes"; names: string[] };
 
-export const HOLDOUT_USAGE = `  --holdout-episodes X  leave these episodes out, for \`friend data eval\`: a fraction (0.1) chosen
-                        by --holdout-seed, or a comma-separated list of episode names or prefixes (S01E01,S02E03)
+export const HOLDOUT_USAGE = `  --holdout-episodes X  the held-out episodes: never in a training file, and the only ones
+                        \`friend data eval\` draws from; a fraction (0.1) chosen by --holdout-seed, or
+                        a comma-separated list of episode names or prefixes (S01E01,S02E03)
   --holdout-seed N      seed for choosing a fraction of episodes (default 1); give the same
                         --holdout-episodes and --holdout-seed to every data command of one split`;
 

@@ -3,7 +3,7 @@ import { ConfigError } from "../../config/errors.ts";
 import { DEFAULT_SETTINGS_PATH, loadSettings, type Settings } from "../../config/settings.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { evalItemsFrom } from "../eval-items.ts";
-import { HOLDOUT_USAGE, chooseHoldout, episodesOf, parseHoldoutOption, splitHoldout } from "../holdout.ts";
+import { HOLDOUT_OPTIONS, HOLDOUT_USAGE, chooseHoldout, episodesOf, parseHoldoutOption, splitHoldout } from "../holdout.ts";
 import { DEFAULT_PAIR_FILTER, type PairFilter } from "../sft/pairs.ts";
 import { sampleInOrder } from "../sft/sampling.ts";
 import type { CommandIo } from "./io.ts";
@@ -31,8 +31,7 @@ ${HOLDOUT_USAGE}
 export async function runDataEval(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     ...TRANSCRIPT_INPUT_OPTIONS,
-    "holdout-episodes": { type: "string" },
-    "holdout-seed": { type: "string" },
+    ...HOLDOUT_OPTIONS,
     count: { type: "string" },
     seed: { type: "string" },
     characters: { type: "string" },
