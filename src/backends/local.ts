@@ -35,6 +35,7 @@ import { withDeadline } from "./local/deadline.ts";
 import { LockstepDecoder, type DecodeJobEnd } from "./local/lockstep.ts";
 import { DownloadReport, fetchModelFile } from "./local/model-download.ts";
 import { checkGgufFile, describeLoadError, llamaFailureReason, type ModelFileRole } from "./local/model-files.ts";
+import { promptBudget, scoreReply, type ReplyScore } from "./local/reply-score.ts";
 import { llamaBinary, llamaRuntime, onLlamaLog } from "./local/runtime.ts";
 import { StopScanner } from "./local/stop-scanner.ts";
 import { TokenText } from "./local/token-text.ts";
@@ -198,6 +199,18 @@ export class LocalBackend implements Backend {
 
   resetChannel(channelId: string): void {
     this.loaded?.slots.forget(channelId);
+  }
+
+  /** `friend eval`'s held-out perplexity: how likely the model finds `reply` after the prompt `generate` would build (see local/reply-score.ts). */
+  async scoreReply(request: GenerateRequest, reply: string): Promise<ReplyScore> {
+    const loaded = await this.load();
+    const lease = await loaded.slots.acquire(request.channelId, request.signal);
+    try {
+      if (lease.reassigned) await lease.slot.sequence.clearHistory();
+      return await scoreReply(loaded.model, lease.slot.sequence, loaded.firstToken, request, reply, TRIM_TO_FRACTION);
+    } finally {
+      lease.release();
+    }
   }
 
   /** Ends downloads, loads and generations in flight and frees the model and context. A later call loads again. */
@@ -431,13 +444,11 @@ export class LocalBackend implements Backend {
       // Another channel's transcript must never leak into this one.
       if (lease.reassigned) await sequence.clearHistory();
 
-      // The reply may use at most half the sequence, so the prompt always keeps some room.
-      const maxTokens = Math.max(1, Math.min(request.maxTokens, Math.floor(sequence.contextSize / 2)));
-      const reserved = maxTokens + (loaded.firstToken === null ? 0 : 1) + 1;
+      const { budget, maxTokens } = promptBudget(sequence.contextSize, request.maxTokens, loaded.firstToken !== null);
       const fit = fitPrompt({
         turns: request.turns,
         firstTurnAt: lease.slot.firstTurnAt,
-        budget: sequence.contextSize - reserved,
+        budget,
         trimToFraction: TRIM_TO_FRACTION,
         // Tokens, not the string: node-llama-cpp trims a string's leading space before tokenizing.
         encode: (turns) => model.tokenize(renderScript(request.persona, turns)),
@@ -470,6 +481,7 @@ export class LocalBackend implements Backend {
           // The prompt's tail is decoded in the same pass that samples the first reply token.
           tokens: sequence.evaluate(tail, {
             temperature: request.temperature,
+            ...(request.seed !== undefined ? { seed: request.seed } : {}),
             topK: TOP_K,
             ...(request.temperature > 0 ? { topP: request.topP } : {}),
             repeatPenalty: {

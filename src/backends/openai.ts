@@ -5,7 +5,7 @@ import { renderChat } from "./prompt.ts";
 import { countTokens } from "../core/tokens.ts";
 import type { Turn } from "../core/turn.ts";
 import { fitPrompt } from "./prompt-fit.ts";
-import { BackendError, type Backend, type BackendErrorKind, type BackendInfo, type GenerateRequest, type GenerationStats } from "../core/backend.ts";
+import { BackendError, type Backend, type BackendErrorKind, type BackendInfo, type GenerateRequest, type GenerationStats, type StopReason } from "../core/backend.ts";
 
 /** The chat-completions API accepts at most this many stop sequences. */
 export const OPENAI_MAX_STOP = 4;
@@ -105,6 +105,7 @@ export class OpenAIBackend implements Backend {
       temperature: request.temperature,
       top_p: request.topP,
       stop: request.stop.slice(0, OPENAI_MAX_STOP),
+      ...(request.seed !== undefined ? { seed: request.seed } : {}),
     };
     const stats: GenerationStats = {};
     try {
@@ -113,7 +114,11 @@ export class OpenAIBackend implements Backend {
         const text = completion.choices[0]?.message?.content ?? "";
         throwIfAborted(signal);
         if (text) yield text.slice(0, request.maxTokens * MAX_CHARS_PER_TOKEN);
-        return { promptTokens: completion.usage?.prompt_tokens, completionTokens: completion.usage?.completion_tokens };
+        return {
+          promptTokens: completion.usage?.prompt_tokens,
+          completionTokens: completion.usage?.completion_tokens,
+          stopReason: stopReasonOf(completion.choices[0]?.finish_reason),
+        };
       }
       const stream = await this.#client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } }, { signal });
       let chunks = 0;
@@ -127,9 +132,11 @@ export class OpenAIBackend implements Backend {
           // The server ignored max_tokens: end the reply there, as the API would have.
           if (chunks >= request.maxTokens || chars >= request.maxTokens * MAX_CHARS_PER_TOKEN) {
             stream.controller.abort();
-            return { ...stats, completionTokens: chunks };
+            return { ...stats, completionTokens: chunks, stopReason: "maxTokens" };
           }
         }
+        const finish = chunk.choices[0]?.finish_reason;
+        if (finish) stats.stopReason = stopReasonOf(finish);
         if (chunk.usage) {
           stats.promptTokens = chunk.usage.prompt_tokens;
           stats.completionTokens = chunk.usage.completion_tokens;
@@ -157,6 +164,13 @@ export class OpenAIBackend implements Backend {
     this.#firstTurnAt.set(channelId, at);
     if (this.#firstTurnAt.size > REMEMBERED_CHANNELS) this.#firstTurnAt.delete(this.#firstTurnAt.keys().next().value!);
   }
+}
+
+/** "stop" covers both a matched stop sequence and the model's own end: the API does not say which. */
+function stopReasonOf(finishReason: string | null | undefined): StopReason | undefined {
+  if (finishReason === "length") return "maxTokens";
+  if (finishReason === "stop") return "stopOrEos";
+  return undefined;
 }
 
 /** The request's signal carries why it stopped (a deadline, a shutdown) as a BackendError when the conversation set one. */

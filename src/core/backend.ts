@@ -16,8 +16,16 @@ export interface GenerateRequest {
   maxTokens: number;
   temperature: number;
   topP: number;
+  /** Fixes the sampling (friend eval's --seed); unset, each generation samples afresh. */
+  seed?: number;
   signal: AbortSignal;
 }
+
+/**
+ * Why a generation ended: the end-of-text token, a stop sequence, or the token limit.
+ * `stopOrEos`: the server said "stop" without saying whether a stop sequence matched (the OpenAI API).
+ */
+export type StopReason = "eos" | "stop" | "maxTokens" | "stopOrEos";
 
 /** Counters a backend reports once a generation ends, for logs and metrics. */
 export interface GenerationStats {
@@ -25,6 +33,7 @@ export interface GenerationStats {
   completionTokens?: number;
   /** Tokens actually evaluated for the prompt (less than promptTokens when a cache was reused). */
   evaluatedPromptTokens?: number;
+  stopReason?: StopReason;
 }
 
 /** A model that continues the conversation as Friend. */

@@ -91,7 +91,7 @@ describe("friend data sft", () => {
     [["data", "sft", "--input", "Friends_Transcript.txt", "--out", "x.jsonl", "--count"], "friend data sft: option --count needs a value"],
     [["data", "sft", "--nope"], "friend data sft: unknown option --nope"],
     [["data", "sft", "extra"], 'friend data sft: unexpected argument "extra"'],
-    [["data"], "friend data: give a subcommand: friend data sft, friend data chunks"],
+    [["data"], "friend data: give a subcommand: friend data sft, friend data chunks, friend data eval"],
     [["dance"], 'friend: unknown command "dance"; run friend --help'],
   ])("%j exits 2 with one line", async (argv, message) => {
     const { code, err } = await friend(argv);
@@ -180,10 +180,10 @@ describe("friend --help", () => {
     const { code, out } = await friend(["--help"]);
     expect(code).toBe(0);
     expect(out).toEqual([helpText()]);
-    for (const name of ["data sft", "data chunks", "finetune", "finetune status"]) expect(helpText()).toContain(`friend ${name} `);
+    for (const name of ["data sft", "data chunks", "data eval", "eval", "finetune", "finetune status"]) expect(helpText()).toContain(`friend ${name} `);
   });
 
-  it.each(["data sft", "data chunks", "finetune", "finetune status"])("friend %s --help prints its usage", async (command) => {
+  it.each(["data sft", "data chunks", "data eval", "eval", "finetune", "finetune status"])("friend %s --help prints its usage", async (command) => {
     const { code, out } = await friend([...command.split(" "), "--help"]);
     expect(code).toBe(0);
     expect(out[0]).toMatch(new RegExp(`^Usage: friend ${command} `));

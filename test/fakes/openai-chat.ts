@@ -3,7 +3,15 @@ import type { AddressInfo } from "node:net";
 
 /** One scripted answer of the fake chat-completions endpoint. */
 export type ChatScript =
-  | { text: string; /** split the streamed text into these pieces (default: word by word) */ chunks?: string[]; delayMs?: number; chunkDelayMs?: number }
+  | {
+      text: string;
+      /** split the streamed text into these pieces (default: word by word) */
+      chunks?: string[];
+      delayMs?: number;
+      chunkDelayMs?: number;
+      /** what the server says ended the text (default "stop") */
+      finishReason?: "stop" | "length";
+    }
   | { status: number; body?: unknown; headers?: Record<string, string> }
   | { hang: true };
 
@@ -98,7 +106,7 @@ export class FakeOpenAI {
           object: "chat.completion",
           created,
           model,
-          choices: [{ index: 0, message: { role: "assistant", content: answer.text }, finish_reason: "stop" }],
+          choices: [{ index: 0, message: { role: "assistant", content: answer.text }, finish_reason: answer.finishReason ?? "stop" }],
           usage: { prompt_tokens: 10, completion_tokens: answer.text.split(/\s+/).length, total_tokens: 10 + answer.text.split(/\s+/).length },
         }),
       );
@@ -114,7 +122,7 @@ export class FakeOpenAI {
       send({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: { content: piece }, finish_reason: null }] });
       if (answer.chunkDelayMs) await sleep(answer.chunkDelayMs);
     }
-    send({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] });
+    send({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: answer.finishReason ?? "stop" }] });
     send({ id, object: "chat.completion.chunk", created, model, choices: [], usage: { prompt_tokens: 10, completion_tokens: pieces.length, total_tokens: 10 + pieces.length } });
     res.end("data: [DONE]\n\n");
   }

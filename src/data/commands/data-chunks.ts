@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { describeModelSource, parseModelSource, type ModelSource } from "../../core/model-source.ts";
 import { CommandError } from "../errors.ts";
+import { HOLDOUT_OPTIONS, HOLDOUT_USAGE, trainingScenes } from "../holdout.ts";
 import { DEFAULT_CHUNK_TOKENS, chunkStats, dialogueRuns, packChunks } from "../chunks/dialogue-chunks.ts";
 import { approximateTokenCounter, loadModelTokenCounter, type TokenCounter } from "../chunks/token-counter.ts";
 import { envWithDotenv, type CommandIo } from "./io.ts";
@@ -15,13 +16,15 @@ Builds LoRA training text {"text": ...}: runs of consecutive main-character line
 ${TRANSCRIPT_INPUT_USAGE}
   --chunk-tokens N         tokens per chunk (default ${DEFAULT_CHUNK_TOKENS}, as in the original)
   --tokenizer-model FILE   the base model's .gguf, for exact token counts (default: LLAMA_MODEL_PATH;
-                           without either, counts are an approximation and say so)`;
+                           without either, counts are an approximation and say so)
+${HOLDOUT_USAGE}`;
 
 export async function runDataChunks(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     ...TRANSCRIPT_INPUT_OPTIONS,
     "chunk-tokens": { type: "string" },
     "tokenizer-model": { type: "string" },
+    ...HOLDOUT_OPTIONS,
   });
   if (values.help) {
     io.out(DATA_CHUNKS_USAGE);
@@ -30,10 +33,11 @@ export async function runDataChunks(argv: string[], io: CommandIo): Promise<numb
   const input = requiredOption(values.input, "input");
   const out = requiredOption(values.out, "out");
   const chunkTokens = integerOption(values["chunk-tokens"], "chunk-tokens", DEFAULT_CHUNK_TOKENS, 8, 1_000_000);
+  const holdoutSeed = integerOption(values["holdout-seed"], "holdout-seed", 1, 0, 2 ** 32 - 1);
   const modelPath = values["tokenizer-model"] ?? tokenizerFromEnv(io);
 
   const transcript = readTranscriptFor(io, input, values.format);
-  const runs = dialogueRuns(transcript.scenes);
+  const runs = dialogueRuns(trainingScenes(transcript.scenes, values["holdout-episodes"], holdoutSeed, io.out));
   if (runs.length === 0) throw new CommandError("no lines by the six main characters; nothing to train on");
 
   const counter: TokenCounter = modelPath ? await loadModelTokenCounter(resolve(io.cwd, modelPath)) : approximateTokenCounter;

@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { ConfigError } from "../../config/errors.ts";
 import { DEFAULT_SETTINGS_PATH, loadSettings, systemPromptFor } from "../../config/settings.ts";
 import { CommandError, UsageError } from "../errors.ts";
+import { HOLDOUT_OPTIONS, HOLDOUT_USAGE, trainingScenes } from "../holdout.ts";
 import { DEFAULT_FINETUNE_MODEL, FINETUNE_MODELS, MIN_TRAINING_EXAMPLES } from "../openai-models.ts";
 import { DEFAULT_PAIR_FILTER, findExchangePairs, type PairFilter } from "../sft/pairs.ts";
 import { sampleInOrder } from "../sft/sampling.ts";
@@ -27,7 +28,8 @@ ${TRANSCRIPT_INPUT_USAGE}
   --characters L   comma-separated main characters allowed in a pair (default all six)
   --reply-as L     main characters whose lines may be the reply (default: --characters)
   --model NAME     tokenizer and limits for the summary: ${Object.keys(FINETUNE_MODELS).join(" or ")} (default ${DEFAULT_FINETUNE_MODEL})
-  --settings FILE  settings with the persona's system prompt (default config/friend.json)`;
+  --settings FILE  settings with the persona's system prompt (default config/friend.json)
+${HOLDOUT_USAGE}`;
 
 export async function runDataSft(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs(argv, {
@@ -40,6 +42,7 @@ export async function runDataSft(argv: string[], io: CommandIo): Promise<number>
     "reply-as": { type: "string" },
     model: { type: "string", default: DEFAULT_FINETUNE_MODEL },
     settings: { type: "string" },
+    ...HOLDOUT_OPTIONS,
   });
   if (values.help) {
     io.out(DATA_SFT_USAGE);
@@ -49,6 +52,7 @@ export async function runDataSft(argv: string[], io: CommandIo): Promise<number>
   const out = requiredOption(values.out, "out");
   const count = integerOption(values.count, "count", DEFAULT_EXAMPLE_COUNT, 1, 1_000_000);
   const seed = integerOption(values.seed, "seed", 1, 0, 2 ** 32 - 1);
+  const holdoutSeed = integerOption(values["holdout-seed"], "holdout-seed", 1, 0, 2 ** 32 - 1);
   const model = finetuneModelOption(values.model);
   const characters = characterListOption(values.characters, "characters") ?? DEFAULT_PAIR_FILTER.characters;
   const filter: PairFilter = {
@@ -61,7 +65,7 @@ export async function runDataSft(argv: string[], io: CommandIo): Promise<number>
   const systemPrompt = trainingSystemPrompt(values.settings ? resolve(io.cwd, values.settings) : DEFAULT_SETTINGS_PATH);
 
   const transcript = readTranscriptFor(io, input, values.format);
-  const pairs = findExchangePairs(transcript.scenes, filter);
+  const pairs = findExchangePairs(trainingScenes(transcript.scenes, values["holdout-episodes"], holdoutSeed, io.out), filter);
   if (pairs.length === 0) {
     throw new CommandError("no pairs of consecutive lines by two different main characters; check --characters, --reply-as and the length bounds");
   }

@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { CommandError, UsageError } from "../errors.ts";
 import { TRANSCRIPT_FORMATS, isFormatChoice, readTranscript } from "../parsers/formats.ts";
@@ -26,12 +26,16 @@ export function readTranscriptFor(io: CommandIo, input: string, format: string):
   return transcript;
 }
 
-/** Writes one JSON value per line. */
+/** Writes one JSON value per line, through a temporary file, so a failed write never leaves half a file. */
 export function writeJsonl(io: CommandIo, out: string, values: readonly unknown[]): void {
   const text = values.map((v) => JSON.stringify(v)).join("\n") + (values.length ? "\n" : "");
+  const path = resolve(io.cwd, out);
+  const temporary = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(resolve(io.cwd, out), text);
+    writeFileSync(temporary, text);
+    renameSync(temporary, path);
   } catch (err) {
+    rmSync(temporary, { force: true });
     throw new CommandError(`cannot write ${out} (${(err as Error).message})`);
   }
 }
