@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
@@ -8,6 +9,7 @@ import { parseCommandArgs } from "../data/commands/options.ts";
 import { UsageError } from "../data/errors.ts";
 import { createEngine, type Engine } from "../engine.ts";
 import { createLogger } from "../log.ts";
+import { stripControlSequences } from "./control-sequences.ts";
 import { TERMINAL_CHANNEL_PREFIX, TerminalReply, type TerminalOutput } from "./terminal.ts";
 
 const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
@@ -24,6 +26,11 @@ In the chat: /reset, /model [openai|local], /status, /raw, /quit.
 Ctrl-C stops a reply; Ctrl-C at the prompt or Ctrl-D leaves.`;
 
 const COMMANDS = "/reset, /model [openai|local], /status, /raw, /quit";
+
+/** After the input closes, closing may take the shutdown grace period and this much more before the process leaves anyway. */
+const CLOSE_MARGIN_MS = 5000;
+/** Once everything is closed, how long a stray timer (a downloader's retry pause) may keep the process alive. */
+const LINGER_MS = 1000;
 
 /** `friend chat`: a terminal is just another place a channel lives. Returns the exit code. */
 export async function runChat(argv: string[], io: CommandIo): Promise<number> {
@@ -58,19 +65,53 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
     ? createLogger({ level: config.logLevel, secrets: [config.openai.apiKey ?? "", env.HF_TOKEN ?? ""], destination: pino.destination(2) })
     : pino({ enabled: false });
   const engine = createEngine(config, logger, {}, { userMessagesPerMinute: Number.MAX_SAFE_INTEGER });
+  // Ctrl-C is the chat's for as long as the process lives: a storm of them stops the reply and leaves, never kills.
+  const sigint = new SigintRouter();
+  let code: number | undefined;
   try {
-    return await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io);
+    code = await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io, sigint, () =>
+      leaveAfter(config.shutdownGraceMs + CLOSE_MARGIN_MS, () => {
+        io.err(`friend chat: closing took longer than ${(config.shutdownGraceMs + CLOSE_MARGIN_MS) / 1000} s; leaving anyway`);
+        return 1;
+      }),
+    );
+    return code;
   } finally {
     await engine.close(config.shutdownGraceMs);
+    // Nothing is left to do; a stray timer in a library must not keep the terminal waiting.
+    leaveAfter(LINGER_MS, () => code ?? 1);
   }
 }
 
-async function converse(engine: Engine, config: Config, channelId: string, options: { name: string; raw: boolean; backend?: BackendName }, io: CommandIo): Promise<number> {
+/** Exits the process after `ms` unless it has exited by itself by then (the timer does not keep it alive). */
+function leaveAfter(ms: number, code: () => number): void {
+  setTimeout(() => process.exit(code()), ms).unref();
+}
+
+/** Routes SIGINT to the chat's current handler, and swallows it when there is none, so the signal never kills the chat. */
+class SigintRouter {
+  handler: (() => void) | undefined;
+  constructor() {
+    process.on("SIGINT", () => this.handler?.());
+  }
+}
+
+async function converse(
+  engine: Engine,
+  config: Config,
+  channelId: string,
+  options: { name: string; raw: boolean; backend?: BackendName },
+  io: CommandIo,
+  sigint: SigintRouter,
+  /** Called when the chat starts to close: arms the hard exit. */
+  closing: () => void,
+): Promise<number> {
   const { conversation, backends, store } = engine;
   const persona = config.settings.persona.name;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const out: TerminalOutput = { write: (text) => void process.stdout.write(text), color: tty || Boolean(io.env.FORCE_COLOR) };
-  const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${text})\x1b[22m` : `(${text})`}\n`);
+  // Notes quote error messages, which may quote a server: control sequences go, as from model text.
+  const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${stripControlSequences(text)})\x1b[22m` : `(${stripControlSequences(text)})`}\n`);
   let raw = options.raw;
 
   // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is waiting on.
@@ -80,9 +121,11 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
     note(`${stale.length} message${stale.length === 1 ? "" : "s"} from last time never got an answer`);
   }
   if (options.backend && options.backend !== conversation.backendOf(channelId)) {
+    // Ctrl-C while the model downloads or loads stops that, and the chat ends with the reason.
+    sigint.handler = () => void backends.close();
     const reason = await backends.unavailableReason(options.backend);
     if (reason) {
-      io.err(`friend chat: the ${options.backend} backend cannot serve: ${reason}`);
+      io.err(`friend chat: the ${options.backend} backend cannot serve: ${stripControlSequences(reason)}`);
       return 1;
     }
     conversation.setBackend(channelId, options.backend);
@@ -94,6 +137,8 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
   const prompt = () => tty && rl.prompt();
   let count = 0;
   let quitting = false;
+  // Unique across processes: two chats on one channel share its database rows.
+  const instance = `${process.pid}-${randomBytes(4).toString("hex")}`;
 
   const commands: Record<string, (arg: string) => Promise<void> | void> = {
     reset: () => note(`forgot ${conversation.reset(channelId)} turns; fresh start`),
@@ -113,20 +158,22 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
       conversation.setBackend(channelId, arg as BackendName);
       note(`switched to ${describe(engine, arg as BackendName)}`);
     },
-    quit: () => {
-      quitting = true;
-      rl.close();
-    },
+    quit: () => quit(),
   };
 
+  const quit = (): void => {
+    if (quitting) return;
+    quitting = true;
+    closing();
+    rl.close();
+  };
   const interrupt = () => {
     // Ctrl-C stops a reply in flight; at the prompt it leaves.
     if (conversation.stopReply(channelId)) return;
-    quitting = true;
-    rl.close();
+    quit();
   };
   rl.on("SIGINT", interrupt);
-  process.on("SIGINT", interrupt);
+  sigint.handler = interrupt;
 
   let work: Promise<void> = Promise.resolve();
   rl.on("line", (line) => {
@@ -145,8 +192,19 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
     }
     // One exchange at a time, as in a conversation: the next line waits for this reply.
     work = work.then(async () => {
+      if (quitting) return;
+      // A model that cannot load (a failed download, a damaged file) says why here, not as a generic error line.
+      const backend = conversation.backendOf(channelId);
+      const reason = await backends.unavailableReason(backend);
+      // Leaving closed the backends under it: nothing to say.
+      if (quitting) return;
+      if (reason) {
+        note(`can't answer on ${backend}: ${reason}; /model ${BACKEND_NAMES.find((b) => b !== backend)} switches`);
+        prompt();
+        return;
+      }
       const sink = new TerminalReply(out, persona, () => raw);
-      conversation.submit({ id: `${channelId}:${Date.now()}:${++count}`, channelId, authorId: channelId, authorName: options.name, text, at: Date.now() }, sink);
+      conversation.submit({ id: `${channelId}:${instance}:${Date.now()}:${++count}`, channelId, authorId: channelId, authorName: options.name, text, at: Date.now() }, sink);
       await conversation.idle(channelId);
       prompt();
     });
@@ -155,8 +213,11 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
   await new Promise<void>((resolve) => rl.once("close", resolve));
   // Ctrl-D (or the end of piped input) lets what was typed be answered; Ctrl-C and /quit stop the reply under way.
   if (quitting) conversation.stopReply(channelId);
-  await work;
-  process.off("SIGINT", interrupt);
+  // Leaving does not wait for a model still loading for the next line: closing the backends stops it.
+  if (!quitting) await work;
+  // From here on Ctrl-C has nothing left to stop; the hard exit bounds the close.
+  sigint.handler = undefined;
+  if (!quitting) closing();
   await conversation.close(config.shutdownGraceMs);
   if (tty) out.write("\n");
   return 0;
@@ -166,3 +227,4 @@ function describe(engine: Engine, name: BackendName): string {
   const info = engine.backends.get(name).describe();
   return `${info.backend} (${info.model}${info.adapter ? ` + ${info.adapter}` : ""})`;
 }
+
