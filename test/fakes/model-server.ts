@@ -52,7 +52,7 @@ export class FakeModelServer {
   /** path → what it does instead of serving a file (see `misbehave`). */
   readonly #misbehaviours = new Map<string, Misbehaviour>();
   #token: string | undefined;
-  #basic: string | undefined;
+  #basic: { header: string; path: string | undefined } | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -117,9 +117,9 @@ export class FakeModelServer {
     return this;
   }
 
-  /** From now on, answers 401 unless the request carries HTTP Basic credentials `user:password`. */
-  requireBasic(user: string, password: string): this {
-    this.#basic = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+  /** From now on, answers 401 for `path` (every path when not given) unless the request carries HTTP Basic credentials `user:password`. */
+  requireBasic(user: string, password: string, path?: string): this {
+    this.#basic = { header: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`, path };
     return this;
   }
 
@@ -139,7 +139,7 @@ export class FakeModelServer {
     this.requests.push(request);
     if (this.#hanging.has(path)) return;
     if (this.#token !== undefined && request.authorization !== `Bearer ${this.#token}`) return this.#status(res, 401, "Unauthorized");
-    if (this.#basic !== undefined && request.authorization !== this.#basic) return this.#status(res, 401, "Unauthorized");
+    if (this.#basic && (this.#basic.path ?? path) === path && request.authorization !== this.#basic.header) return this.#status(res, 401, "Unauthorized");
     const misbehaviour = this.#misbehaviours.get(path);
     if (misbehaviour) return this.#misbehave(req, res, misbehaviour, this.#files.get(path) ?? Buffer.alloc(0));
 

@@ -72,6 +72,7 @@ export async function fetchModelFile(source: ModelSource, options: FetchModelFil
     // node-llama-cpp finds a file already downloaded without any request; only a missing one is probed.
     if (source.kind === "url" && !existsSync(join(options.directory, source.fileName))) {
       ({ url: location, headers } = await resolveModelUrl(source.url, signal));
+      watchdog.refresh(); // the server answered: silence is counted from here
     }
     download = resolveModelFile(location, {
       directory: options.directory,
