@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
@@ -10,7 +9,7 @@ import { UsageError } from "../data/errors.ts";
 import { createEngine, type Engine } from "../engine.ts";
 import { createLogger } from "../log.ts";
 import { stripControlSequences } from "./control-sequences.ts";
-import { TERMINAL_CHANNEL_PREFIX, TerminalReply, type TerminalOutput } from "./terminal.ts";
+import { TERMINAL_CHANNEL_PREFIX, TerminalReply, terminalMessageIds, type TerminalOutput } from "./terminal.ts";
 
 const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
 
@@ -135,10 +134,8 @@ async function converse(
 
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${options.name}> `, terminal: tty });
   const prompt = () => tty && rl.prompt();
-  let count = 0;
   let quitting = false;
-  // Unique across processes: two chats on one channel share its database rows.
-  const instance = `${process.pid}-${randomBytes(4).toString("hex")}`;
+  const messageId = terminalMessageIds(channelId);
 
   const commands: Record<string, (arg: string) => Promise<void> | void> = {
     reset: () => note(`forgot ${conversation.reset(channelId)} turns; fresh start`),
@@ -204,7 +201,8 @@ async function converse(
         return;
       }
       const sink = new TerminalReply(out, persona, () => raw);
-      conversation.submit({ id: `${channelId}:${instance}:${Date.now()}:${++count}`, channelId, authorId: channelId, authorName: options.name, text, at: Date.now() }, sink);
+      const at = Date.now();
+      conversation.submit({ id: messageId(at), channelId, authorId: channelId, authorName: options.name, text, at }, sink);
       await conversation.idle(channelId);
       prompt();
     });

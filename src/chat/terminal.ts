@@ -1,8 +1,19 @@
+import { randomBytes } from "node:crypto";
 import type { ReplySink } from "../conversation/session.ts";
 import { quoteForTerminal, stripControlSequences } from "./control-sequences.ts";
 
 /** Channel ids of terminal conversations: `cli:NAME`, kept in the same database as Discord's. */
 export const TERMINAL_CHANNEL_PREFIX = "cli:";
+
+/**
+ * Message ids for one terminal chat: `cli:NAME:<pid>-<random>:<ms>:<n>`. Two chats on one channel
+ * share its database rows, where an id seen before is a duplicate; the process id and random part
+ * keep theirs apart even when both send their n-th line in the same millisecond.
+ */
+export function terminalMessageIds(channelId: string, instance = `${process.pid}-${randomBytes(4).toString("hex")}`): (at: number) => string {
+  let count = 0;
+  return (at) => `${channelId}:${instance}:${at}:${++count}`;
+}
 
 /** Where the terminal chat writes; `color` dims the --raw view. */
 export interface TerminalOutput {
