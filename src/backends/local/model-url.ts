@@ -7,10 +7,15 @@
 /** As browsers and curl do, more or less; a chain longer than this is a misconfiguration. */
 export const MAX_REDIRECTS = 10;
 
-/** What to hand the downloader: where the file really is, and the headers that reach it. */
+/** What to hand the downloader. */
 export interface ResolvedModelUrl {
-  /** After redirects, and without credentials. */
+  /**
+   * The URL without credentials; where it redirected only when that is another origin and the URL
+   * had credentials (node-llama-cpp's fetch would send them on). Otherwise not the redirect target:
+   * a split GGUF's other parts are found by the name in the URL, and a signed target may expire.
+   */
   url: string;
+  /** The credentials as an Authorization header, for the URL's own origin. */
   headers: Record<string, string>;
 }
 
@@ -73,7 +78,8 @@ export async function resolveModelUrl(url: string, signal: AbortSignal): Promise
     } finally {
       await response.body?.cancel().catch(() => undefined);
     }
-    return { url: current.href, headers: current.origin === start.origin ? headers : {} };
+    if (current.origin !== start.origin && headers.authorization) return { url: current.href, headers: {} };
+    return { url: start.href, headers };
   }
 }
 
