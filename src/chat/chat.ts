@@ -67,16 +67,26 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   // Ctrl-C is the chat's for as long as the process lives: a storm of them stops the reply and leaves, never kills.
   const sigint = new SigintRouter();
   let code: number | undefined;
+  let closed = false;
+  let closing = false;
+  // Closing is bounded: replies in flight get the grace period, then the process leaves regardless.
+  const startClosing = (): void => {
+    if (closing) return;
+    closing = true;
+    const limitMs = config.shutdownGraceMs + CLOSE_MARGIN_MS;
+    leaveAfter(limitMs, () => {
+      if (closed) return code ?? 1;
+      io.err(`friend chat: closing took longer than ${limitMs / 1000} s; leaving anyway`);
+      return 1;
+    });
+  };
   try {
-    code = await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io, sigint, () =>
-      leaveAfter(config.shutdownGraceMs + CLOSE_MARGIN_MS, () => {
-        io.err(`friend chat: closing took longer than ${(config.shutdownGraceMs + CLOSE_MARGIN_MS) / 1000} s; leaving anyway`);
-        return 1;
-      }),
-    );
+    code = await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io, sigint, startClosing);
     return code;
   } finally {
+    startClosing();
     await engine.close(config.shutdownGraceMs);
+    closed = true;
     // Nothing is left to do; a stray timer in a library must not keep the terminal waiting.
     leaveAfter(LINGER_MS, () => code ?? 1);
   }

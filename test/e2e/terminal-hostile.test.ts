@@ -88,7 +88,7 @@ describe("friend chat with a local model whose URL can never work", () => {
       expect(out).not.toMatch(/WrongPassword|TopSecretPassword/);
       expect(codes[i]).toBe(0);
     }
-  }, CHAT_STARTUP_MS * 2);
+  }, CHAT_STARTUP_MS * 3); // six processes start at once
 
   it("credentials in the URL are used (HTTP Basic) and never shown", async () => {
     const models = await FakeModelServer.start();
