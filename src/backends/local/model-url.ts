@@ -4,6 +4,8 @@
  * a redirect loop or chain, an error status, a web page instead of a file, or credentials in the
  * URL (which `fetch` refuses to send as they are; they become a Basic Authorization header).
  */
+import { displayUrl as display } from "../../core/model-source.ts";
+
 /** As browsers and curl do, more or less; a chain longer than this is a misconfiguration. */
 export const MAX_REDIRECTS = 10;
 
@@ -53,7 +55,7 @@ export async function resolveModelUrl(url: string, signal: AbortSignal): Promise
     }
     const location = response.headers.get("location");
     if (response.status >= 300 && response.status < 400 && location !== null) {
-      await response.body?.cancel();
+      await response.body?.cancel().catch(() => undefined);
       const next = new URL(location, current);
       if (seen.includes(next.href)) throw new ModelUrlError(`the server redirects in a loop (${[...seen.slice(seen.indexOf(next.href)), next.href].map((u) => display(new URL(u))).join(" → ")})`);
       if (seen.length > MAX_REDIRECTS) throw new ModelUrlError(`the server redirected more than ${MAX_REDIRECTS} times (last to ${display(next)})`);
@@ -109,9 +111,4 @@ async function firstBytes(response: Response, count: number, signal: AbortSignal
 function networkReason(err: unknown): string {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (err as Error).message;
-}
-
-/** A URL as it may be shown: no credentials, query or fragment (a signed URL's signature is a secret). */
-function display(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname}`;
 }
