@@ -4,7 +4,7 @@
  * a redirect loop or chain, an error status, a web page instead of a file, or credentials in the
  * URL (which `fetch` refuses to send as they are; they become a Basic Authorization header).
  */
-import { displayUrl as display } from "../../core/model-source.ts";
+import { displayUrl } from "../../core/model-source.ts";
 
 /** As browsers and curl do, more or less; a chain longer than this is a misconfiguration. */
 export const MAX_REDIRECTS = 10;
@@ -51,14 +51,14 @@ export async function resolveModelUrl(url: string, signal: AbortSignal): Promise
       response = await fetch(current, { redirect: "manual", headers: { accept: "*/*", "accept-encoding": "identity", ...sent }, signal });
     } catch (err) {
       if (signal.aborted) throw signal.reason;
-      throw new ModelUrlError(`cannot reach ${display(current)}: ${networkReason(err)}`);
+      throw new ModelUrlError(`cannot reach ${displayUrl(current)}: ${networkReason(err)}`);
     }
     const location = response.headers.get("location");
     if (response.status >= 300 && response.status < 400 && location !== null) {
       await response.body?.cancel().catch(() => undefined);
       const next = new URL(location, current);
-      if (seen.includes(next.href)) throw new ModelUrlError(`the server redirects in a loop (${[...seen.slice(seen.indexOf(next.href)), next.href].map((u) => display(new URL(u))).join(" → ")})`);
-      if (seen.length > MAX_REDIRECTS) throw new ModelUrlError(`the server redirected more than ${MAX_REDIRECTS} times (last to ${display(next)})`);
+      if (seen.includes(next.href)) throw new ModelUrlError(`the server redirects in a loop (${[...seen.slice(seen.indexOf(next.href)), next.href].map((u) => displayUrl(new URL(u))).join(" → ")})`);
+      if (seen.length > MAX_REDIRECTS) throw new ModelUrlError(`the server redirected more than ${MAX_REDIRECTS} times (last to ${displayUrl(next)})`);
       if (next.protocol !== "http:" && next.protocol !== "https:") throw new ModelUrlError(`the server redirected to a ${next.protocol}// address, which cannot be downloaded`);
       current = next;
       continue;
