@@ -281,6 +281,15 @@ describe("model URLs that can never work: a clear reason, in bounded time, with 
     if (url.includes("/hop0/")) expect(server.requests.map((r) => r.path)).toEqual(Array.from({ length: 11 }, (_, i) => `/hop${i}/model.gguf`));
   });
 
+  it("a server that refuses connections fails at once with the network's reason", async () => {
+    const gone = await FakeModelServer.start();
+    await gone.stop();
+    const url = `${gone.url}/files/model.gguf`;
+    await expect(backend({ modelPath: url, downloadStallMs: 20_000 }).prepare()).rejects.toThrow(
+      `Cannot download the local model ${url} into ${dirs.modelsDir}/: cannot reach ${url}: ECONNREFUSED`,
+    );
+  });
+
   it("the whole download's deadline names the setting and keeps what arrived", async () => {
     server.file("/slow/model.gguf", model).misbehave("/slow/model.gguf", { kind: "stall", atByte: 100_000 });
     const url = `${server.url}/slow/model.gguf`;
