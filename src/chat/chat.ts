@@ -142,7 +142,7 @@ async function converse(
   const { turns } = conversation.windowSize(channelId);
   note(`talking to ${persona} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
 
-  const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${options.name}> `, terminal: tty });
+  const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${stripControlSequences(options.name)}> `, terminal: tty });
   const prompt = () => tty && rl.prompt();
   let quitting = false;
   const messageId = terminalMessageIds(channelId);
@@ -202,6 +202,7 @@ async function converse(
       if (quitting) return;
       // A model that cannot load (a failed download, a damaged file) says why here, not as a generic error line.
       const backend = conversation.backendOf(channelId);
+      if (backends.get(backend).describe().loaded === false) note(`getting ${backend} ready…`);
       const reason = await backends.unavailableReason(backend);
       // Leaving closed the backends under it: nothing to say.
       if (quitting) return;
