@@ -114,6 +114,8 @@ export interface Config {
     /** Channels where Friend never answers. */
     denyChannels: Set<string>;
     allowDms: boolean;
+    /** Not from the environment (tests set it): how long /model waits for a backend before replying that it carries on in the background. */
+    interactionWaitMs?: number;
   };
   defaultBackend: (typeof BACKEND_NAMES)[number];
   openai: OpenAIConfig;

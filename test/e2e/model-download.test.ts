@@ -93,6 +93,33 @@ describe("/model local with a model by URL", () => {
     expect(world.logs.lines.some((l) => l.msg === "downloaded" && l.source === `${models.url}/files/tiny-script.gguf`)).toBe(true);
   });
 
+  it("a download longer than an interaction lives: the reply says it carries on, and a later /model switches", async () => {
+    const models = await startServer();
+    const held = models.interrupt("/files/tiny-script.gguf", 140_000, "hold");
+    world = await startWorld({
+      env: tiny.env({ LLAMA_MODEL_PATH: `${models.url}/files/tiny-script.gguf` }),
+      settings: (config) => {
+        downloadFolders(config);
+        config.discord.interactionWaitMs = 1500;
+      },
+    });
+    const { discord } = world;
+    const channel = discord.channelIds[0]!;
+    const token = switchToLocal(discord, channel);
+    await held.reached;
+    const still = await discord.waitForRest((c) => isEditOf(token)(c) && /^Still getting/.test(c.body.content), 20_000);
+    expect(still.body.content).toMatch(
+      /^Still getting \*\*local\*\* ready \(downloading \d+% of tiny-script\.gguf \(.* of 280\.\d KB\)\); that carries on without this reply\. Run `\/model local` again when `\/status` shows it loaded\. This channel still uses \*\*openai\*\*\.$/,
+    );
+    expect(world.friend.store.getBackend(channel)).toBeUndefined();
+
+    held.release();
+    // The download finishes in the background, with nobody waiting on the reply.
+    await eventually(() => world!.logs.lines.some((l) => l.msg === "local model loaded"), "the model to load in the background", 20_000);
+    expect(await statusField(discord, channel, "Local model loaded")).toBe("yes");
+    expect(await finalReply(discord, switchToLocal(discord, channel))).toBe("Switched this channel to **local** (`tiny-script.gguf`).");
+  });
+
   it("a download that 404s: the reply names the URL and the reason, OpenAI channels keep answering, and the next /model tries again", async () => {
     const models = await startServer();
     const url = `${models.url}/files/later.gguf`;
