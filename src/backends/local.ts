@@ -69,8 +69,10 @@ export interface LocalBackendOptions {
   huggingFaceEndpoint?: string;
   /** Token for gated Hugging Face repositories (HF_TOKEN). Never logged. */
   huggingFaceToken?: string;
-  /** A download that receives nothing for this long fails. Default 60 s. */
+  /** A download that receives no new bytes for this long fails (LLAMA_DOWNLOAD_STALL_S). Default 60 s. */
   downloadStallMs?: number;
+  /** The longest a whole download may take (LLAMA_DOWNLOAD_TIMEOUT_S). Default 3 hours. */
+  downloadTimeoutMs?: number;
   /** Where to draw a download progress bar. Default: stderr when it is a terminal; otherwise progress is logged every few percent. */
   progressBar?: NodeJS.WritableStream | false;
   /** Which llama.cpp binary (LLAMA_BUILD): "prebuilt" (default), or "native" for `npm run build:llama`'s, when it loads. */
@@ -125,7 +127,7 @@ export class LocalBackend implements Backend {
   private readonly contextSize: number;
   private readonly sequences: number;
   private readonly loadTimeoutMs: number;
-  private readonly files: Pick<LocalBackendOptions, "modelsDir" | "adaptersDir" | "huggingFaceEndpoint" | "huggingFaceToken" | "downloadStallMs">;
+  private readonly files: Pick<LocalBackendOptions, "modelsDir" | "adaptersDir" | "huggingFaceEndpoint" | "huggingFaceToken" | "downloadStallMs" | "downloadTimeoutMs">;
   private readonly progressBar: NodeJS.WritableStream | undefined;
   private readonly build: LlamaBuildChoice;
   private readonly log: Logger;
@@ -157,7 +159,8 @@ export class LocalBackend implements Backend {
       adaptersDir: options.adaptersDir ?? LOCAL_DEFAULTS.adaptersDir,
       huggingFaceEndpoint: options.huggingFaceEndpoint,
       huggingFaceToken: options.huggingFaceToken,
-      downloadStallMs: options.downloadStallMs ?? LOCAL_DEFAULTS.downloadStallMs,
+      downloadStallMs: options.downloadStallMs ?? LOCAL_DEFAULTS.downloadStallS * 1000,
+      downloadTimeoutMs: options.downloadTimeoutMs ?? LOCAL_DEFAULTS.downloadTimeoutS * 1000,
     };
     this.progressBar = options.progressBar === false ? undefined : (options.progressBar ?? (process.stderr.isTTY ? process.stderr : undefined));
     this.build = options.build ?? LOCAL_DEFAULTS.build;
@@ -307,6 +310,7 @@ export class LocalBackend implements Backend {
         huggingFaceEndpoint: this.files.huggingFaceEndpoint,
         huggingFaceToken: this.files.huggingFaceToken,
         stallMs: this.files.downloadStallMs!,
+        deadlineMs: this.files.downloadTimeoutMs!,
         signal: closing,
         onProgress: (progress) => {
           downloading = true;

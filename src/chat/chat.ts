@@ -10,7 +10,8 @@ import { NOT_DURABLE_YET } from "../conversation/conversation.ts";
 import { createEngine, type Engine } from "../engine.ts";
 import { createLogger } from "../log.ts";
 import { TERMINAL_CHANNEL_PREFIX } from "../core/channel.ts";
-import { TerminalReply, type TerminalOutput } from "./terminal.ts";
+import { stripControlSequences } from "./control-sequences.ts";
+import { TerminalReply, terminalMessageIds, type TerminalOutput } from "./terminal.ts";
 
 const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
 
@@ -26,6 +27,11 @@ In the chat: /reset, /model [openai|local], /status, /raw, /quit.
 Ctrl-C stops a reply; Ctrl-C at the prompt or Ctrl-D leaves.`;
 
 const COMMANDS = "/reset, /model [openai|local], /status, /raw, /quit";
+
+/** After the input closes, closing may take the shutdown grace period and this much more before the process leaves anyway. */
+const CLOSE_MARGIN_MS = 5000;
+/** Once everything is closed, how long a stray timer (a downloader's retry pause) may keep the process alive. */
+const LINGER_MS = 1000;
 
 /** `friend chat`: a terminal is just another place a channel lives. Returns the exit code. */
 export async function runChat(argv: string[], io: CommandIo): Promise<number> {
@@ -60,28 +66,74 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
     ? createLogger({ level: config.logLevel, secrets: [config.openai.apiKey ?? "", env.HF_TOKEN ?? ""], destination: pino.destination(2) })
     : pino({ enabled: false });
   const engine = createEngine(config, logger, {}, { userMessagesPerMinute: Number.MAX_SAFE_INTEGER });
+  // Ctrl-C is the chat's for as long as the process lives: a storm of them stops the reply and leaves, never kills.
+  const sigint = new SigintRouter();
+  let code: number | undefined;
+  let closed = false;
+  let closing = false;
+  // Closing is bounded: replies in flight get the grace period, then the process leaves regardless.
+  const startClosing = (): void => {
+    if (closing) return;
+    closing = true;
+    const limitMs = config.shutdownGraceMs + CLOSE_MARGIN_MS;
+    leaveAfter(limitMs, () => {
+      if (closed) return code ?? 1;
+      io.err(`friend chat: closing took longer than ${limitMs / 1000} s; leaving anyway`);
+      return 1;
+    });
+  };
   try {
-    return await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io);
+    code = await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io, sigint, startClosing);
+    return code;
   } finally {
+    startClosing();
     await engine.close(config.shutdownGraceMs);
+    closed = true;
+    // Nothing is left to do; a stray timer in a library must not keep the terminal waiting.
+    leaveAfter(LINGER_MS, () => code ?? 1);
   }
 }
 
-async function converse(engine: Engine, config: Config, channelId: string, options: { name: string; raw: boolean; backend?: BackendName }, io: CommandIo): Promise<number> {
+/** Exits the process after `ms` unless it has exited by itself by then (the timer does not keep it alive). */
+function leaveAfter(ms: number, code: () => number): void {
+  setTimeout(() => process.exit(code()), ms).unref();
+}
+
+/** Routes SIGINT to the chat's current handler, and swallows it when there is none, so the signal never kills the chat. */
+class SigintRouter {
+  handler: (() => void) | undefined;
+  constructor() {
+    process.on("SIGINT", () => this.handler?.());
+  }
+}
+
+async function converse(
+  engine: Engine,
+  config: Config,
+  channelId: string,
+  options: { name: string; raw: boolean; backend?: BackendName },
+  io: CommandIo,
+  sigint: SigintRouter,
+  /** Called when the chat starts to close: arms the hard exit. */
+  closing: () => void,
+): Promise<number> {
   const { conversation, backends } = engine;
   const persona = config.settings.persona.name;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const out: TerminalOutput = { write: (text) => void process.stdout.write(text), color: tty || Boolean(io.env.FORCE_COLOR) };
-  const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${text})\x1b[22m` : `(${text})`}\n`);
+  // Notes quote error messages, which may quote a server: control sequences go, as from model text.
+  const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${stripControlSequences(text)})\x1b[22m` : `(${stripControlSequences(text)})`}\n`);
   let raw = options.raw;
 
   // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is waiting on.
   const stale = conversation.dropUnanswered(channelId);
   if (stale > 0) note(`${stale} message${stale === 1 ? "" : "s"} from last time never got an answer`);
   if (options.backend && options.backend !== conversation.backendOf(channelId)) {
+    // Ctrl-C while the model downloads or loads stops that, and the chat ends with the reason.
+    sigint.handler = () => void backends.close();
     const reason = await backends.unavailableReason(options.backend);
     if (reason) {
-      io.err(`friend chat: the ${options.backend} backend cannot serve: ${reason}`);
+      io.err(`friend chat: the ${options.backend} backend cannot serve: ${stripControlSequences(reason)}`);
       return 1;
     }
     conversation.setBackend(channelId, options.backend);
@@ -89,10 +141,10 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
   const turns = conversation.windowSize(channelId)?.turns;
   note(`talking to ${persona} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
 
-  const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${options.name}> `, terminal: tty });
+  const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${stripControlSequences(options.name)}> `, terminal: tty });
   const prompt = () => tty && rl.prompt();
-  let count = 0;
   let quitting = false;
+  const messageId = terminalMessageIds(channelId);
 
   const commands: Record<string, (arg: string) => Promise<void> | void> = {
     reset: () => {
@@ -115,20 +167,22 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
       conversation.setBackend(channelId, arg as BackendName);
       note(`switched to ${describe(engine, arg as BackendName)}`);
     },
-    quit: () => {
-      quitting = true;
-      rl.close();
-    },
+    quit: () => quit(),
   };
 
+  const quit = (): void => {
+    if (quitting) return;
+    quitting = true;
+    closing();
+    rl.close();
+  };
   const interrupt = () => {
     // Ctrl-C stops a reply in flight; at the prompt it leaves.
     if (conversation.stopReply(channelId)) return;
-    quitting = true;
-    rl.close();
+    quit();
   };
   rl.on("SIGINT", interrupt);
-  process.on("SIGINT", interrupt);
+  sigint.handler = interrupt;
 
   let work: Promise<void> = Promise.resolve();
   rl.on("line", (line) => {
@@ -147,8 +201,21 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
     }
     // One exchange at a time, as in a conversation: the next line waits for this reply.
     work = work.then(async () => {
+      if (quitting) return;
+      // A model that cannot load (a failed download, a damaged file) says why here, not as a generic error line.
+      const backend = conversation.backendOf(channelId);
+      if (backends.get(backend).describe().loaded === false) note(`getting ${backend} ready…`);
+      const reason = await backends.unavailableReason(backend);
+      // Leaving closed the backends under it: nothing to say.
+      if (quitting) return;
+      if (reason) {
+        note(`can't answer on ${backend}: ${reason}; /model ${BACKEND_NAMES.find((b) => b !== backend)} switches`);
+        prompt();
+        return;
+      }
       const sink = new TerminalReply(out, persona, () => raw);
-      conversation.submit({ id: `${channelId}:${Date.now()}:${++count}`, channelId, authorId: channelId, authorName: options.name, text, at: Date.now() }, sink);
+      const at = Date.now();
+      conversation.submit({ id: messageId(at), channelId, authorId: channelId, authorName: options.name, text, at }, sink);
       await conversation.idle(channelId);
       prompt();
     });
@@ -157,8 +224,11 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
   await new Promise<void>((resolve) => rl.once("close", resolve));
   // Ctrl-D (or the end of piped input) lets what was typed be answered; Ctrl-C and /quit stop the reply under way.
   if (quitting) conversation.stopReply(channelId);
-  await work;
-  process.off("SIGINT", interrupt);
+  // Leaving does not wait for a model still loading for the next line: closing the backends stops it.
+  if (!quitting) await work;
+  // From here on Ctrl-C has nothing left to stop; the hard exit bounds the close.
+  sigint.handler = undefined;
+  if (!quitting) closing();
   await conversation.close(config.shutdownGraceMs);
   if (tty) out.write("\n");
   return 0;
@@ -168,3 +238,4 @@ function describe(engine: Engine, name: BackendName): string {
   const info = engine.backends.get(name).describe();
   return `${info.backend} (${info.model}${info.adapter ? ` + ${info.adapter}` : ""})`;
 }
+

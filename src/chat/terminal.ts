@@ -1,4 +1,16 @@
+import { randomBytes } from "node:crypto";
 import type { ReplySink } from "../conversation/session.ts";
+import { quoteForTerminal, stripControlSequences } from "./control-sequences.ts";
+
+/**
+ * Message ids for one terminal chat: `cli:NAME:<pid>-<random>:<ms>:<n>`. Two chats on one channel
+ * share its database rows, where an id seen before is a duplicate; the process id and random part
+ * keep theirs apart even when both send their n-th line in the same millisecond.
+ */
+export function terminalMessageIds(channelId: string, instance = `${process.pid}-${randomBytes(4).toString("hex")}`): (at: number) => string {
+  let count = 0;
+  return (at) => `${channelId}:${instance}:${at}:${++count}`;
+}
 
 /** Where the terminal chat writes; `color` dims the --raw view. */
 export interface TerminalOutput {
@@ -11,7 +23,8 @@ const dim = (out: TerminalOutput, text: string) => (out.color ? `\x1b[2m${text}\
 /**
  * One reply in the terminal: streamed as the cleaner allows (each view is a prefix of the final
  * text, so only the new part is printed), then finished. With `raw`, the model's raw output and
- * what the cleaner cut are shown after it.
+ * what the cleaner cut are shown after it. Model text never reaches the terminal with its
+ * control sequences: they are stripped from the reply and escaped in the raw view.
  */
 export class TerminalReply implements ReplySink {
   #printed = "";
@@ -27,18 +40,20 @@ export class TerminalReply implements ReplySink {
   async typing(): Promise<void> {}
 
   async notice(text: string): Promise<void> {
-    this.out.write(`${dim(this.out, `(${text})`)}\n`);
+    this.out.write(`${dim(this.out, `(${stripControlSequences(text)})`)}\n`);
   }
 
   async update(text: string): Promise<void> {
-    if (!text.startsWith(this.#printed)) return; // never taken back: the cleaner guarantees a prefix
-    this.#print(text.slice(this.#printed.length));
-    this.#printed = text;
+    const safe = stripControlSequences(text);
+    if (!safe.startsWith(this.#printed)) return; // never taken back: the cleaner guarantees a prefix
+    this.#print(safe.slice(this.#printed.length));
+    this.#printed = safe;
   }
 
   async finish(text: string): Promise<void> {
-    if (text.startsWith(this.#printed)) this.#print(text.slice(this.#printed.length));
-    else this.#print(`${this.#printed ? "\n" : ""}${text}`); // an error line in place of a cut-off reply
+    const safe = stripControlSequences(text);
+    if (safe.startsWith(this.#printed)) this.#print(safe.slice(this.#printed.length));
+    else this.#print(`${this.#printed ? "\n" : ""}${safe}`); // an error line in place of a cut-off reply
     this.out.write("\n");
     if (this.showRaw() && this.#raw) this.out.write(rawView(this.#raw, text).map((line) => `${dim(this.out, line)}\n`).join(""));
   }
@@ -49,23 +64,23 @@ export class TerminalReply implements ReplySink {
 
   #print(text: string): void {
     if (!this.#started) {
-      this.out.write(`${this.persona}: `);
+      this.out.write(`${stripControlSequences(this.persona)}: `);
       this.#started = true;
     }
     this.out.write(text);
   }
 }
 
-/** The model's raw output and what the cleaner removed around the reply, escaped onto single lines. */
+/** The model's raw output and what the cleaner removed around the reply, escaped onto single lines (control characters included). */
 export function rawView(raw: string, reply: string): string[] {
-  const lines = [`  ┆ raw: ${JSON.stringify(raw)}`];
+  const lines = [`  ┆ raw: ${quoteForTerminal(raw)}`];
   // The reply is the raw text with labels stripped and an invented scene cut: find its last line.
   const tail = reply.split("\n").at(-1)!.trim();
   const end = tail ? raw.lastIndexOf(tail) : -1;
   if (end >= 0) {
     const head = raw.slice(0, Math.max(0, raw.indexOf(reply.split("\n")[0]!.trim())));
     const cutAfter = raw.slice(end + tail.length);
-    const cut = [head && JSON.stringify(head), cutAfter.trim() && JSON.stringify(cutAfter)].filter(Boolean);
+    const cut = [head && quoteForTerminal(head), cutAfter.trim() && quoteForTerminal(cutAfter)].filter(Boolean);
     if (cut.length) lines.push(`  ┆ cut: ${cut.join(" … ")}`);
   }
   return lines;

@@ -60,6 +60,8 @@ const envSchema = z.object({
   LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(LOCAL_DEFAULTS.contextSize),
   LLAMA_SEQUENCES: int(1, 64).default(LOCAL_DEFAULTS.sequences),
   LLAMA_LOAD_TIMEOUT_S: int(1, 86_400).default(LOCAL_DEFAULTS.loadTimeoutS),
+  LLAMA_DOWNLOAD_STALL_S: int(1, 86_400).default(LOCAL_DEFAULTS.downloadStallS),
+  LLAMA_DOWNLOAD_TIMEOUT_S: int(1, 7 * 86_400).default(LOCAL_DEFAULTS.downloadTimeoutS),
   HF_TOKEN: optional(z.string()),
   LLAMA_BUILD: z.enum(LLAMA_BUILDS, { error: `must be one of ${LLAMA_BUILDS.join(", ")}` }).default(LOCAL_DEFAULTS.build),
   FRIEND_HTTP_PORT: optional(int(0, 65_535)),
@@ -81,6 +83,10 @@ export interface LocalModelConfig {
   contextSize: number;
   sequences: number;
   loadTimeoutMs: number;
+  /** A download that receives no new bytes for this long fails. */
+  downloadStallMs: number;
+  /** The longest a whole download may take. */
+  downloadTimeoutMs: number;
   /** HF_TOKEN, for gated Hugging Face repositories; a secret. */
   huggingFaceToken?: string;
   /** Not from the environment (tests set them): where downloads go, and the Hugging Face endpoint. */
@@ -108,6 +114,8 @@ export interface Config {
     /** Channels where Friend never answers. */
     denyChannels: Set<string>;
     allowDms: boolean;
+    /** Not from the environment (tests set it): how long /model waits for a backend before replying that it carries on in the background. */
+    interactionWaitMs?: number;
   };
   defaultBackend: (typeof BACKEND_NAMES)[number];
   openai: OpenAIConfig;
@@ -171,6 +179,8 @@ export function loadConfig(
       contextSize: e.LLAMA_CONTEXT_SIZE,
       sequences: e.LLAMA_SEQUENCES,
       loadTimeoutMs: e.LLAMA_LOAD_TIMEOUT_S * 1000,
+      downloadStallMs: e.LLAMA_DOWNLOAD_STALL_S * 1000,
+      downloadTimeoutMs: e.LLAMA_DOWNLOAD_TIMEOUT_S * 1000,
       huggingFaceToken: e.HF_TOKEN,
       build: e.LLAMA_BUILD,
     },

@@ -16,8 +16,10 @@ export const LOCAL_DEFAULTS = {
   build: "prebuilt",
   /** LLAMA_LOAD_TIMEOUT_S: a 7B Q4_K_M loads in seconds from a warm disk, a minute or two from a slow one. */
   loadTimeoutS: 300,
-  /** A download that receives nothing for this long fails (node-llama-cpp's downloader would retry for about 12 minutes). */
-  downloadStallMs: 60_000,
+  /** LLAMA_DOWNLOAD_STALL_S: a download that receives no new bytes for this long fails (node-llama-cpp's downloader would retry for about 13 minutes). */
+  downloadStallS: 60,
+  /** LLAMA_DOWNLOAD_TIMEOUT_S: 4.1 GB at 5 Mbit/s takes under 2 hours; a stopped download resumes on the next attempt. */
+  downloadTimeoutS: 3 * 3600,
 } as const;
 
 /** LLAMA_BUILD: node-llama-cpp's prebuilt binary, or the build `npm run build:llama` made for this machine. */

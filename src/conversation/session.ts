@@ -64,6 +64,11 @@ export interface SessionContext {
 const TYPING_REFRESH_MS = 8000;
 /** Shown once to a channel whose reply waits for a free backend for `limits.slowNoticeMs`. */
 export const SLOW_NOTICE = "Hang on, lots of people are talking to me right now. I'll be right with you.";
+/** What a user reads when the channel's model cannot be loaded: the reason, cut to a line. */
+export function loadFailedLine(reason: string): string {
+  const short = reason.length > 300 ? `${reason.slice(0, 299)}…` : reason;
+  return `My model won't load right now (${short}). Try again later, or ask someone with Manage Channels to switch me with /model.`;
+}
 /** Added under a reply to a message that was cut to the input bounds (Discord's small print). */
 export const TRIMMED_NOTE = "-# (Your message was long, so I only read the first part of it.)";
 /** What a user reads when their message does not fit the model even on its own. */
@@ -417,6 +422,8 @@ export class ChannelSession {
       log.warn({ err, kind }, "backend failed; answering with the error line");
       this.ctx.emit({ type: "backend_error", backend, kind });
       if (kind === "too_long") return this.#failed("too_long", TOO_LONG_LINE);
+      // A model that cannot load says why (the same reason /model and the log give), not that Friend broke.
+      if (kind === "load") return this.#failed("backend", loadFailedLine((err as Error).message));
       return this.#failed(kind === "timeout" ? "reply_timeout" : "backend", null);
     }
   }

@@ -81,7 +81,8 @@ export function withoutUrlSecrets(text: string): string {
   return text.replace(/\b(https?:\/\/)(?:[^\s/?#@]*@)?([^\s?#]*)(?:[?#]\S*?)?([,.;:)\]]*)(?=\s|$)/gi, "$1$2$3");
 }
 
-function displayUrl(url: URL): string {
+/** A URL as it may be shown: no credentials, query or fragment (a signed URL's signature is a secret). */
+export function displayUrl(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname}`;
 }
 

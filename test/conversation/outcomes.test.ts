@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { fitInput } from "../../src/conversation/conversation.ts";
-import { SLOW_NOTICE, TOO_LONG_LINE, TRIMMED_NOTE } from "../../src/conversation/session.ts";
+import { loadFailedLine, SLOW_NOTICE, TOO_LONG_LINE, TRIMMED_NOTE } from "../../src/conversation/session.ts";
 import { BackendError } from "../../src/core/backend.ts";
 import { countTokens } from "../../src/core/tokens.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
@@ -190,6 +190,15 @@ describe("a message too long for the prompt", () => {
     expect(await sink.finished.promise).toBe(`That's a lot of characters.\n${TRIMMED_NOTE}`);
     await settle();
     expect(store.loadWindow("c").at(-1)!.text).toBe("That's a lot of characters.");
+  });
+
+  it("a model that cannot load says why, not that Friend broke", async () => {
+    const { conversation, openai } = rig();
+    const sink = new RecordingSink();
+    conversation.submit(message("c", "hi"), sink);
+    (await openai.generation(0)).fail(new BackendError("load", "models/x.gguf: not a GGUF file"));
+    expect(await sink.finished.promise).toBe(loadFailedLine("models/x.gguf: not a GGUF file"));
+    expect(await sink.finished.promise).toContain("not a GGUF file");
   });
 
   it("a backend that still cannot fit it says so plainly, not as a breakdown", async () => {

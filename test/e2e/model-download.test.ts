@@ -6,7 +6,7 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config/env.ts";
 import type { FakeDiscord, RestCall } from "../fakes/discord.ts";
 import { FakeModelServer } from "../fakes/model-server.ts";
@@ -93,6 +93,33 @@ describe("/model local with a model by URL", () => {
     expect(world.logs.lines.some((l) => l.msg === "downloaded" && l.source === `${models.url}/files/tiny-script.gguf`)).toBe(true);
   });
 
+  it("a download longer than an interaction lives: the reply says it carries on, and a later /model switches", async () => {
+    const models = await startServer();
+    const held = models.interrupt("/files/tiny-script.gguf", 140_000, "hold");
+    world = await startWorld({
+      env: tiny.env({ LLAMA_MODEL_PATH: `${models.url}/files/tiny-script.gguf` }),
+      settings: (config) => {
+        downloadFolders(config);
+        config.discord.interactionWaitMs = 1500;
+      },
+    });
+    const { discord } = world;
+    const channel = discord.channelIds[0]!;
+    const token = switchToLocal(discord, channel);
+    await held.reached;
+    const still = await discord.waitForRest((c) => isEditOf(token)(c) && /^Still getting/.test(c.body.content), 20_000);
+    expect(still.body.content).toMatch(
+      /^Still getting \*\*local\*\* ready \(downloading \d+% of tiny-script\.gguf \(.* of 280\.\d KB\)\); that carries on without this reply\. Run `\/model local` again when `\/status` shows it loaded\. This channel still uses \*\*openai\*\*\.$/,
+    );
+    expect(world.friend.store.getBackend(channel)).toBeUndefined();
+
+    held.release();
+    // The download finishes in the background, with nobody waiting on the reply.
+    await eventually(() => world!.logs.lines.some((l) => l.msg === "local model loaded"), "the model to load in the background", 20_000);
+    expect(await statusField(discord, channel, "Local model loaded")).toBe("yes");
+    expect(await finalReply(discord, switchToLocal(discord, channel))).toBe("Switched this channel to **local** (`tiny-script.gguf`).");
+  });
+
   it("a download that 404s: the reply names the URL and the reason, OpenAI channels keep answering, and the next /model tries again", async () => {
     const models = await startServer();
     const url = `${models.url}/files/later.gguf`;
@@ -112,6 +139,78 @@ describe("/model local with a model by URL", () => {
 
     models.file("/files/later.gguf", readFileSync(tiny.models().model));
     expect(await finalReply(discord, switchToLocal(discord, channel))).toBe("Switched this channel to **local** (`later.gguf`).");
+  });
+});
+
+describe("/model local with a model URL that can never work", () => {
+  /** Rejections nobody handled while a test ran: each is a failure (node-llama-cpp's downloader can leave one). */
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown): void => void unhandled.push(reason);
+  beforeEach(() => void process.on("unhandledRejection", record));
+  afterEach(() => {
+    process.off("unhandledRejection", record);
+    expect(unhandled.splice(0).map(String)).toEqual([]);
+  });
+
+  it.each<[string, (s: FakeModelServer) => string, (url: (path: string) => string) => string | RegExp]>([
+    [
+      "a redirect loop",
+      (s) => (s.misbehave("/loop/a.gguf", { kind: "redirect", to: "/loop/b.gguf" }).misbehave("/loop/b.gguf", { kind: "redirect", to: "/loop/a.gguf" }), "/loop/a.gguf"),
+      (url) => `the server redirects in a loop (${url("/loop/a.gguf")} → ${url("/loop/b.gguf")} → ${url("/loop/a.gguf")})`,
+    ],
+    ["a web page", (s) => (s.misbehave("/page/model.gguf", { kind: "html" }), "/page/model.gguf"), () => "the server sent a web page (text/html), not a GGUF file; give the file's direct download link"],
+    [
+      "a content-length that lies",
+      (s) => (s.file("/lie/model.gguf", readFileSync(tiny.models().model)).misbehave("/lie/model.gguf", { kind: "lying-length", extraBytes: 100_000 }), "/lie/model.gguf"),
+      () => /^the transfer broke off \d+ times? and never got past 280\.4 KB of the 380\.4 KB the server announced \(a truncated file on the server, or a content-length that is wrong\)$/,
+    ],
+    [
+      "a truncated body",
+      (s) => (s.file("/cut/model.gguf", readFileSync(tiny.models().model)).misbehave("/cut/model.gguf", { kind: "truncate", atByte: 100_000 }), "/cut/model.gguf"),
+      () => /^the transfer broke off \d+ times? and never got past 100\.0 KB of the 280\.4 KB the server announced/,
+    ],
+    [
+      "a stall",
+      (s) => (s.file("/stall/model.gguf", readFileSync(tiny.models().model)).misbehave("/stall/model.gguf", { kind: "stall", atByte: 100_000 }), "/stall/model.gguf"),
+      () => "the transfer stopped at 100.0 KB of the 280.4 KB the server announced: nothing more arrived for 2 s; the next attempt resumes from what arrived",
+    ],
+    [
+      "credentials in the URL that the server refuses",
+      (s) => (s.file("/private/model.gguf", readFileSync(tiny.models().model)).requireBasic("reader", "TopSecretPassword", "/private/model.gguf"), "/private/model.gguf"),
+      () => "the server answered 401 Unauthorized (the user name and password in the URL were refused)",
+    ],
+  ])("%s: the reply gives the reason, in bounded time, and the channel keeps OpenAI", async (name, arrange, reason) => {
+    const models = await startServer();
+    const path = arrange(models);
+    const url = (p: string) => `${models.url}${p}`;
+    const source = name.startsWith("credentials") ? url(path).replace("http://", "http://reader:WrongPassword@") : url(path);
+    world = await startWorld({ env: tiny.env({ LLAMA_MODEL_PATH: source, LLAMA_DOWNLOAD_STALL_S: "2" }), settings: downloadFolders });
+    const { discord, config } = world;
+    const channel = discord.channelIds[0]!;
+    const reply = await finalReply(discord, switchToLocal(discord, channel), 25_000);
+    const prefix = `Can't switch to **local**: Cannot download the local model ${url(path)} into ${config.local.modelsDir}/: `;
+    const suffix = " This channel still uses **openai**.";
+    expect(reply.startsWith(prefix), reply).toBe(true);
+    expect(reply.endsWith(suffix), reply).toBe(true);
+    const said = reply.slice(prefix.length, -suffix.length);
+    const expected = reason(url);
+    if (typeof expected === "string") expect(said).toBe(expected);
+    else expect(said).toMatch(expected);
+    expect(world.friend.store.getBackend(channel)).toBeUndefined();
+    expect(world.logs.raw).not.toMatch(/WrongPassword|TopSecretPassword/);
+    expect(JSON.stringify(discord.rest)).not.toMatch(/WrongPassword|TopSecretPassword/);
+  });
+
+  it("credentials in the URL are used (HTTP Basic): the switch succeeds, and they are never shown or logged", async () => {
+    const models = await startServer();
+    models.file("/private/tiny-script.gguf", readFileSync(tiny.models().model)).requireBasic("reader", "TopSecretPassword", "/private/tiny-script.gguf");
+    const source = `${models.url.replace("http://", "http://reader:TopSecretPassword@")}/private/tiny-script.gguf`;
+    world = await startWorld({ env: tiny.env({ LLAMA_MODEL_PATH: source }), settings: downloadFolders });
+    const { discord } = world;
+    expect(await finalReply(discord, switchToLocal(discord, discord.channelIds[0]!))).toBe("Switched this channel to **local** (`tiny-script.gguf`).");
+    expect(world.logs.lines.some((l) => l.msg === "downloaded" && l.source === `${models.url}/private/tiny-script.gguf`)).toBe(true);
+    expect(world.logs.raw).not.toContain("TopSecretPassword");
+    expect(JSON.stringify(discord.rest)).not.toContain("TopSecretPassword");
   });
 });
 

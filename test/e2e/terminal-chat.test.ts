@@ -1,5 +1,3 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FakeModelServer } from "../fakes/model-server.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { eventually, useTinyModels } from "./harness.ts";
-import { ROOT } from "./process.ts";
+import { CHAT_STARTUP_MS, startChat, type Chat } from "./chat-process.ts";
 
 const tiny = useTinyModels();
 
@@ -17,30 +15,8 @@ afterEach(async () => {
   cleanup = [];
 });
 
-interface Chat {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  say(line: string): void;
-  /** Ctrl-D: the end of input. */
-  end(): void;
-  exited: Promise<number | string>;
-}
-
 /** `friend chat` as a user runs it, with piped stdin and only the given environment. */
-function chat(args: string[], env: Record<string, string>, cwd = ROOT): Chat {
-  const child = spawn(process.execPath, [join(ROOT, "bin/friend.js"), "chat", ...args], { cwd, env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d) => (stdout += d));
-  child.stderr!.on("data", (d) => (stderr += d));
-  const exited = once(child, "exit").then(([code, signal]) => (code ?? signal) as number | string);
-  cleanup.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    await exited;
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, say: (line) => child.stdin!.write(`${line}\n`), end: () => child.stdin!.end(), exited };
-}
+const chat = (args: string[], env: Record<string, string>, cwd?: string): Chat => startChat(args, env, cleanup, cwd);
 
 async function setup() {
   const openai = await FakeOpenAI.start();
@@ -56,7 +32,7 @@ async function setup() {
   return { openai, env };
 }
 
-const STARTUP = 60_000; // each run starts a process that compiles the TypeScript sources
+const STARTUP = CHAT_STARTUP_MS;
 
 describe("friend chat", () => {
   it("streams a cleaned reply through the same engine, with no Discord variables, and keeps the conversation across runs", async () => {

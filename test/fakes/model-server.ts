@@ -19,6 +19,21 @@ export interface ServedRequest {
   complete?: boolean;
 }
 
+/**
+ * The ways a model URL goes wrong in the wild:
+ * - redirect: 302 to `to` (two paths redirecting to each other make a loop);
+ * - html: a web page with status 200 (a "download" link that is really a login or landing page);
+ * - lying-length: says the file is `extraBytes` longer than it is, then closes after the real bytes;
+ * - truncate: every response is cut at `atByte` (the connection drops there, each time);
+ * - stall: every response sends its headers and the bytes before `atByte`, then nothing, forever.
+ */
+export type Misbehaviour =
+  | { kind: "redirect"; to: string }
+  | { kind: "html" }
+  | { kind: "lying-length"; extraBytes: number }
+  | { kind: "truncate"; atByte: number }
+  | { kind: "stall"; atByte: number };
+
 interface Interruption {
   path: string;
   atByte: number;
@@ -34,7 +49,10 @@ export class FakeModelServer {
   readonly #manifests = new Map<string, Map<string, string>>();
   readonly #interruptions: Interruption[] = [];
   readonly #hanging = new Set<string>();
+  /** path → what it does instead of serving a file (see `misbehave`). */
+  readonly #misbehaviours = new Map<string, Misbehaviour>();
   #token: string | undefined;
+  #basic: { header: string; path: string | undefined } | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -93,6 +111,18 @@ export class FakeModelServer {
     return this;
   }
 
+  /** From now on, `path` misbehaves as `how` says (its file, if any, is what the lies are about). */
+  misbehave(path: string, how: Misbehaviour): this {
+    this.#misbehaviours.set(path, how);
+    return this;
+  }
+
+  /** From now on, answers 401 for `path` (every path when not given) unless the request carries HTTP Basic credentials `user:password`. */
+  requireBasic(user: string, password: string, path?: string): this {
+    this.#basic = { header: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`, path };
+    return this;
+  }
+
   /** Requests for bodies of `path` (GETs with or without a range). */
   downloads(path: string): ServedRequest[] {
     return this.requests.filter((r) => r.method === "GET" && r.path === path);
@@ -109,6 +139,9 @@ export class FakeModelServer {
     this.requests.push(request);
     if (this.#hanging.has(path)) return;
     if (this.#token !== undefined && request.authorization !== `Bearer ${this.#token}`) return this.#status(res, 401, "Unauthorized");
+    if (this.#basic && (this.#basic.path ?? path) === path && request.authorization !== this.#basic.header) return this.#status(res, 401, "Unauthorized");
+    const misbehaviour = this.#misbehaviours.get(path);
+    if (misbehaviour) return this.#misbehave(req, res, misbehaviour, this.#files.get(path) ?? Buffer.alloc(0));
 
     const manifest = /^\/v2\/([^/]+\/[^/]+)\/manifests\/([^/]+)$/.exec(path);
     if (manifest) {
@@ -151,6 +184,33 @@ export class FakeModelServer {
     }
     await interruption!.released;
     if (!res.destroyed) res.end(bytes.subarray(interruption!.atByte, end), () => (request.complete = true));
+  }
+
+  async #misbehave(req: IncomingMessage, res: ServerResponse, how: Misbehaviour, bytes: Buffer): Promise<void> {
+    if (how.kind === "redirect") {
+      res.writeHead(302, { location: how.to, "content-length": 0 });
+      return void res.end();
+    }
+    if (how.kind === "html") {
+      const page = Buffer.from("<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in to download.</body></html>");
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-length": page.length });
+      return void res.end(req.method === "HEAD" ? undefined : page);
+    }
+    const claimed = bytes.length + (how.kind === "lying-length" ? how.extraBytes : 0);
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+    const start = range ? Number(range[1]) : 0;
+    const end = range && range[2] ? Number(range[2]) + 1 : claimed;
+    res.writeHead(range ? 206 : 200, {
+      "accept-ranges": "bytes",
+      "content-type": "application/octet-stream",
+      "content-length": end - start,
+      ...(range ? { "content-range": `bytes ${start}-${end - 1}/${claimed}` } : {}),
+    });
+    if (req.method === "HEAD") return void res.end();
+    const stopAt = how.kind === "lying-length" ? bytes.length : Math.min(how.atByte, bytes.length);
+    if (start < stopAt) await new Promise<void>((resolve) => res.write(bytes.subarray(start, Math.min(end, stopAt)), () => resolve()));
+    // A stall keeps the connection open and silent; the others drop it short of what they promised.
+    if (how.kind !== "stall") res.socket?.destroy();
   }
 
   #status(res: ServerResponse, status: number, text: string): void {

@@ -219,6 +219,116 @@ describe("download failures", () => {
   });
 });
 
+describe("model URLs that can never work: a clear reason, in bounded time, with nothing unhandled", () => {
+  /** Every rejection nobody handled while a test ran (node-llama-cpp's downloader can leave one: `TypeError: terminated`). */
+  const unhandled: unknown[] = [];
+  const record = (reason: unknown): void => void unhandled.push(reason);
+  beforeEach(() => void process.on("unhandledRejection", record));
+  afterEach(async () => {
+    // A late rejection from a stopped transfer arrives after its error; give it the time to.
+    await new Promise((r) => setTimeout(r, 300));
+    process.off("unhandledRejection", record);
+    expect(unhandled.splice(0).map(String)).toEqual([]);
+  });
+
+  it.each<[string, (s: FakeModelServer) => string, RegExp]>([
+    [
+      "a redirect loop fails at once, naming the loop",
+      (s) => (s.misbehave("/a/model.gguf", { kind: "redirect", to: "/b/model.gguf" }).misbehave("/b/model.gguf", { kind: "redirect", to: "/a/model.gguf" }), "/a/model.gguf"),
+      /: the server redirects in a loop \(http:\/\/127\.0\.0\.1:\d+\/a\/model\.gguf → http:\/\/127\.0\.0\.1:\d+\/b\/model\.gguf → http:\/\/127\.0\.0\.1:\d+\/a\/model\.gguf\)$/,
+    ],
+    [
+      "a chain of more than 10 redirects fails after following 10",
+      (s) => {
+        for (let i = 0; i < 12; i++) s.misbehave(`/hop${i}/model.gguf`, { kind: "redirect", to: `/hop${i + 1}/model.gguf` });
+        return "/hop0/model.gguf";
+      },
+      /: the server redirected more than 10 times \(last to http:\/\/127\.0\.0\.1:\d+\/hop11\/model\.gguf\)$/,
+    ],
+    ["a web page instead of the file", (s) => (s.misbehave("/page/model.gguf", { kind: "html" }), "/page/model.gguf"), /: the server sent a web page \(text\/html\), not a GGUF file; give the file's direct download link$/],
+    [
+      "a file that is not GGUF",
+      (s) => (s.file("/zip/model.gguf", Buffer.from("PK\u0003\u0004 a zip archive")), "/zip/model.gguf"),
+      /: the server sent something that is not a GGUF file \(it starts with "PK\\u0003\\u0004", not "GGUF"\)$/,
+    ],
+    [
+      "a content-length that claims more than there is",
+      (s) => (s.file("/lie/model.gguf", model).misbehave("/lie/model.gguf", { kind: "lying-length", extraBytes: 100_000 }), "/lie/model.gguf"),
+      /: the transfer broke off \d+ times? and never got past 280\.4 KB of the 380\.4 KB the server announced \(a truncated file on the server, or a content-length that is wrong\)$/,
+    ],
+    [
+      "a body cut at the same byte every time",
+      (s) => (s.file("/cut/model.gguf", model).misbehave("/cut/model.gguf", { kind: "truncate", atByte: 100_000 }), "/cut/model.gguf"),
+      /: the transfer broke off \d+ times? and never got past 100\.0 KB of the 280\.4 KB the server announced/,
+    ],
+    [
+      "a body that stops arriving",
+      (s) => (s.file("/stall/model.gguf", model).misbehave("/stall/model.gguf", { kind: "stall", atByte: 100_000 }), "/stall/model.gguf"),
+      /: the transfer stopped at 100\.0 KB of the 280\.4 KB the server announced: nothing more arrived for 1 s; the next attempt resumes from what arrived$/,
+    ],
+  ])("%s", async (_name, arrange, reason) => {
+    const url = `${server.url}${arrange(server)}`;
+    const started = Date.now();
+    const err = (await backend({ modelPath: url, downloadStallMs: 1000, downloadTimeoutMs: 20_000 }).prepare().catch((e: unknown) => e)) as BackendError;
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err.kind).toBe("load");
+    expect(err.message.startsWith(`Cannot download the local model ${url} into ${dirs.modelsDir}/: `)).toBe(true);
+    expect(err.message).toMatch(reason);
+    // Well inside the downloader's own 13 minutes of retries; far from a bound on speed.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(server.requests.length).toBeLessThan(30);
+    // At most 10 redirects followed: 11 requests down the chain, none after it.
+    if (url.includes("/hop0/")) expect(server.requests.map((r) => r.path)).toEqual(Array.from({ length: 11 }, (_, i) => `/hop${i}/model.gguf`));
+  });
+
+  it("a server that refuses connections fails at once with the network's reason", async () => {
+    const gone = await FakeModelServer.start();
+    await gone.stop();
+    const url = `${gone.url}/files/model.gguf`;
+    await expect(backend({ modelPath: url, downloadStallMs: 20_000 }).prepare()).rejects.toThrow(
+      `Cannot download the local model ${url} into ${dirs.modelsDir}/: cannot reach ${url}: ECONNREFUSED`,
+    );
+  });
+
+  it("the whole download's deadline names the setting and keeps what arrived", async () => {
+    server.file("/slow/model.gguf", model).misbehave("/slow/model.gguf", { kind: "stall", atByte: 100_000 });
+    const url = `${server.url}/slow/model.gguf`;
+    await expect(backend({ modelPath: url, downloadStallMs: 10_000, downloadTimeoutMs: 500 }).prepare()).rejects.toThrow(
+      `Cannot download the local model ${url} into ${dirs.modelsDir}/: it took longer than 0.5 s (LLAMA_DOWNLOAD_TIMEOUT_S), with 100.0 KB of the 280.4 KB the server announced; the next attempt resumes from what arrived`,
+    );
+  });
+
+  it("credentials in the URL are sent as Basic authorization, and never logged or shown", async () => {
+    server.requireBasic("reader", "pa:ss word");
+    const { logger, lines } = capturingLogger();
+    const b = backend({ modelPath: `${server.url.replace("http://", "http://reader:pa%3Ass%20word@")}/files/tiny-script.gguf`, logger });
+    await b.prepare();
+    expect(b.describe().model).toBe("tiny-script.gguf");
+    expect(server.downloads("/files/tiny-script.gguf").length).toBeGreaterThan(0);
+    expect(server.downloads("/files/tiny-script.gguf").every((r) => r.authorization === `Basic ${Buffer.from("reader:pa:ss word").toString("base64")}`)).toBe(true);
+    expect(JSON.stringify(lines)).not.toMatch(/pa%3Ass|pa:ss|cGE6c3M/);
+
+    const wrong = backend({ modelPath: `${server.url.replace("http://", "http://reader:WrongSecret@")}/files/tiny-lora.gguf`, logger });
+    const err = (await wrong.prepare().catch((e: unknown) => e)) as BackendError;
+    expect(err.message).toBe(`Cannot download the local model ${server.url}/files/tiny-lora.gguf into ${dirs.modelsDir}/: the server answered 401 Unauthorized (the user name and password in the URL were refused)`);
+    expect(JSON.stringify(lines)).not.toContain("WrongSecret");
+  });
+
+  it("credentials are not sent on to another origin a redirect points at", async () => {
+    const other = await FakeModelServer.start();
+    try {
+      other.file("/files/tiny-script.gguf", model);
+      server.misbehave("/away/tiny-script.gguf", { kind: "redirect", to: `${other.url}/files/tiny-script.gguf` });
+      await backend({ modelPath: `${server.url.replace("http://", "http://reader:secret@")}/away/tiny-script.gguf` }).prepare();
+      expect(server.requests.find((r) => r.path === "/away/tiny-script.gguf")?.authorization).toMatch(/^Basic /);
+      expect(other.requests.length).toBeGreaterThan(0);
+      expect(other.requests.every((r) => r.authorization === undefined)).toBe(true);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
 describe("progress reports", () => {
   const source = parseModelSource("hf:TheBloke/Llama-2-7B-GGUF:Q4_K_M");
   const total = 4_081_004_224;

@@ -2,10 +2,13 @@
  * Turns a model source into a local file, downloading it with node-llama-cpp's own
  * `resolveModelFile` (resumable, split GGUFs, Hugging Face URIs) when it is not on disk yet.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { resolveModelFile } from "node-llama-cpp";
 import type { Logger } from "pino";
 import { BackendError } from "../../core/backend.ts";
 import type { ModelFileRole } from "./model-files.ts";
+import { ModelUrlError, resolveModelUrl } from "./model-url.ts";
 import { describeModelSource, modelSourceName, withoutUrlSecrets, type ModelSource } from "../../core/model-source.ts";
 
 export interface DownloadProgress {
@@ -22,12 +25,25 @@ export interface FetchModelFileOptions {
   huggingFaceEndpoint?: string;
   /** For gated Hugging Face repositories. Unset: node-llama-cpp's own lookup (HF_TOKEN, then the Hugging Face CLI's token file). */
   huggingFaceToken?: string;
-  /** A download that receives nothing for this long fails, instead of retrying for many minutes. */
+  /** A download that receives no new bytes for this long fails, instead of retrying for many minutes. */
   stallMs: number;
+  /** The longest a whole download may take; what arrived is kept for the next attempt. */
+  deadlineMs: number;
+  /** How often a broken-off transfer may start again within one attempt. Default MAX_RESUMES. */
+  maxResumes?: number;
   /** Stops the download, keeping what arrived for the next attempt to resume. */
   signal: AbortSignal;
   onProgress(progress: DownloadProgress): void;
 }
+
+/**
+ * node-llama-cpp's downloader retries a broken transfer 150 times with growing pauses (about 13
+ * minutes against a server whose content-length is wrong); a few are enough for a flaky network.
+ */
+export const MAX_RESUMES = 8;
+
+/** Why a download was stopped from here, for the reason in its error. */
+type Limit = { kind: "stall" } | { kind: "deadline" } | { kind: "resumes" };
 
 /**
  * The local file for `source`. A path is returned as it is. A URI's file is looked for in
@@ -37,15 +53,32 @@ export interface FetchModelFileOptions {
  */
 export async function fetchModelFile(source: ModelSource, options: FetchModelFileOptions): Promise<string> {
   if (source.kind === "file") return source.path;
-  const stalled = new AbortController();
-  const watchdog = setTimeout(() => stalled.abort(), options.stallMs);
-  const signal = AbortSignal.any([options.signal, stalled.signal]);
+  const limit = new AbortController();
+  const stop = (kind: Limit["kind"]): void => limit.abort({ kind } satisfies Limit);
+  const watchdog = setTimeout(() => stop("stall"), options.stallMs);
+  const deadline = setTimeout(() => stop("deadline"), options.deadlineMs);
+  const signal = AbortSignal.any([options.signal, limit.signal]);
+  const maxResumes = options.maxResumes ?? MAX_RESUMES;
   let transferring = false;
+  // The most bytes seen so far; a transfer that starts again from less is a resume.
+  let mostBytes = 0;
+  let lastBytes = 0;
+  let totalBytes = 0;
+  let resumes = 0;
+  let download: Promise<string> | undefined;
   try {
-    const download = resolveModelFile(source.kind === "url" ? source.url : source.uri, {
+    let location = source.kind === "url" ? source.url : source.uri;
+    let headers: Record<string, string> | undefined;
+    // node-llama-cpp finds a file already downloaded without any request; only a missing one is probed.
+    if (source.kind === "url" && !existsSync(join(options.directory, source.fileName))) {
+      ({ url: location, headers } = await resolveModelUrl(source.url, signal));
+      watchdog.refresh(); // the server answered: silence is counted from here
+    }
+    download = resolveModelFile(location, {
       directory: options.directory,
       // A URL's file keeps the URL's name, so it is found again offline; hf: URIs get node-llama-cpp's names.
       ...(source.kind === "url" ? { fileName: source.fileName } : {}),
+      ...(headers && Object.keys(headers).length > 0 ? { headers } : {}),
       cli: false,
       // An interrupted download (a restart, a lost connection) resumes from its partial file.
       deleteTempFileOnCancel: false,
@@ -54,30 +87,50 @@ export async function fetchModelFile(source: ModelSource, options: FetchModelFil
       ...(options.huggingFaceToken ? { tokens: { huggingFace: options.huggingFaceToken } } : {}),
       onProgress: ({ totalSize, downloadedSize }) => {
         transferring = true;
-        watchdog.refresh();
+        totalBytes = totalSize;
+        if (downloadedSize < lastBytes && ++resumes > maxResumes) stop("resumes");
+        lastBytes = downloadedSize;
+        // Bytes sent again after a break are not progress: a server that always breaks off at the same place stalls.
+        if (downloadedSize > mostBytes) {
+          mostBytes = downloadedSize;
+          watchdog.refresh();
+        }
         options.onProgress({ downloadedBytes: downloadedSize, totalBytes: totalSize });
       },
     });
+    // Observed from the start: a rejection after a stop must never go unhandled.
+    download.catch(() => undefined);
     // node-llama-cpp only hands the signal to the transfer; its first request retries for minutes.
-    return await untilAborted(download, signal).catch(async (err: unknown) => {
-      // Let a stopped transfer save its progress, so that the next attempt resumes from it.
-      if (signal.aborted && transferring) await settledWithin(download, CANCEL_GRACE_MS);
-      throw err;
-    });
+    return await untilAborted(download, signal);
   } catch (err) {
+    // Let a stopped transfer save its progress, so that the next attempt resumes from it.
+    if (download && signal.aborted && transferring) await settledWithin(download, CANCEL_GRACE_MS);
     const what = `the local ${options.role} ${describeModelSource(source)}`;
     if (options.signal.aborted) throw new BackendError("aborted", `Stopped downloading ${what}: ${(options.signal.reason as Error)?.message ?? "aborted"}`);
-    const reason = stalled.signal.aborted
-      ? `nothing arrived for ${options.stallMs / 1000} s (is the address right, and the server reachable?)`
-      : downloadFailureReason(err, source);
+    const progress = { mostBytes, totalBytes, resumes };
+    const reason = limit.signal.aborted ? limitReason(limit.signal.reason as Limit, options, progress) : downloadFailureReason(err, source);
     throw new BackendError("load", `Cannot download ${what} into ${options.directory}/: ${reason}`);
   } finally {
     clearTimeout(watchdog);
+    clearTimeout(deadline);
   }
+}
+
+/** Why a limit stopped a download, with what it had seen: a server that breaks off or lies about the size reads differently from one that is silent. */
+function limitReason(limit: Limit, options: FetchModelFileOptions, { mostBytes, totalBytes, resumes }: { mostBytes: number; totalBytes: number; resumes: number }): string {
+  const got = totalBytes > 0 ? `${formatBytes(mostBytes)} of the ${formatBytes(totalBytes)} the server announced` : formatBytes(mostBytes);
+  const keep = mostBytes > 0 ? "; the next attempt resumes from what arrived" : "";
+  if (limit.kind === "deadline") return `it took longer than ${options.deadlineMs / 1000} s (LLAMA_DOWNLOAD_TIMEOUT_S), with ${got}${keep}`;
+  if (resumes > 0) {
+    return `the transfer broke off ${resumes} time${resumes === 1 ? "" : "s"} and never got past ${got} (a truncated file on the server, or a content-length that is wrong)`;
+  }
+  if (mostBytes > 0) return `the transfer stopped at ${got}: nothing more arrived for ${options.stallMs / 1000} s${keep}`;
+  return `nothing arrived for ${options.stallMs / 1000} s (is the address right, and the server reachable?)`;
 }
 
 /** Why a download failed, in words, without the request's headers or the URL's query (either may hold a token). */
 function downloadFailureReason(err: unknown, source: ModelSource): string {
+  if (err instanceof ModelUrlError) return err.message;
   const { statusCode, statusText, message } = err as { statusCode?: unknown; statusText?: unknown; message?: unknown };
   const gated = source.kind === "huggingface" ? "; for a gated repository, set HF_TOKEN to a token that has access" : "";
   if (typeof statusCode === "number") {

@@ -2,6 +2,12 @@ import { ApplicationIntegrationType, InteractionContextType, MessageFlags, Permi
 import { BACKEND_NAMES, type BackendInfo, type BackendName } from "../../core/backend.ts";
 import type { SlashCommand } from "./command.ts";
 
+/**
+ * Discord lets a bot edit an interaction's reply for 15 minutes; a 4 GB download takes longer on
+ * a slow line. /model stops waiting before then, and says the download carries on.
+ */
+const INTERACTION_WAIT_MS = 14 * 60_000;
+
 function describeBackend(info: { backend: string; model: string; adapter?: string }): string {
   return `**${info.backend}** (\`${info.model}\`${info.adapter ? ` + \`${info.adapter}\`` : ""})`;
 }
@@ -42,12 +48,20 @@ export const modelCommand: SlashCommand = {
     }
     // Loading a local model can take far longer than Discord's 3-second limit.
     await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+    const ready = backends.unavailableReason(choice as BackendName);
     const reason = await showingDownloads(
-      backends.unavailableReason(choice as BackendName),
+      untilTimeout(ready, config.discord.interactionWaitMs ?? INTERACTION_WAIT_MS),
       () => backends.get(choice as BackendName).describe().progress,
       (text) => interaction.editReply(`Getting **${choice}** ready: ${text}…`),
       config.settings.generation.streamEditIntervalMs,
     );
+    if (reason === TIMED_OUT) {
+      const progress = backends.get(choice as BackendName).describe().progress?.text;
+      await interaction.editReply(
+        `Still getting **${choice}** ready${progress ? ` (${progress})` : ""}; that carries on without this reply. Run \`/model ${choice}\` again when \`/status\` shows it loaded. This channel still uses **${current}**.`,
+      );
+      return;
+    }
     if (reason) {
       await interaction.editReply(`Can't switch to **${choice}**: ${reason} This channel still uses **${current}**.`);
       return;
@@ -79,4 +93,12 @@ async function showingDownloads<T>(ready: Promise<T>, progress: () => BackendInf
     clearInterval(timer);
     await edits;
   }
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/** Settles like `promise`, or with TIMED_OUT after `ms` (the promise goes on). */
+function untilTimeout<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)))]).finally(() => clearTimeout(timer));
 }
