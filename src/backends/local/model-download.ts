@@ -10,6 +10,7 @@ import { BackendError } from "../../core/backend.ts";
 import type { ModelFileRole } from "./model-files.ts";
 import { ModelUrlError, resolveModelUrl } from "./model-url.ts";
 import { describeModelSource, modelSourceName, withoutUrlSecrets, type ModelSource } from "../../core/model-source.ts";
+import { untilAborted } from "../../core/abort.ts";
 
 export interface DownloadProgress {
   downloadedBytes: number;
@@ -155,16 +156,6 @@ function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
   ]).finally(() => clearTimeout(timer));
 }
 
-/** Settles like `promise`, or rejects as soon as `signal` aborts (the promise itself goes on, and is observed). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  promise.catch(() => undefined);
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
-}
 
 /** Log a progress line at least this many percent apart. */
 const LOG_EVERY_PERCENT = 5;
