@@ -72,7 +72,7 @@ async function shapeFromHfConfig(path: string): Promise<BaseModelShape> {
   }
   const architectures = Array.isArray(config.architectures) ? (config.architectures as unknown[]) : [];
   if (!architectures.some((a) => typeof a === "string" && LLAMA_HF_ARCHITECTURES.has(a))) {
-    throw new AdapterError(`the base model config ${path} is for ${JSON.stringify(architectures[0] ?? config.model_type)}; only Llama models (LlamaForCausalLM) are supported`);
+    throw new AdapterError(`the base model config ${path} is not a Llama model's (architectures ${JSON.stringify(config.architectures ?? null)}, model_type ${JSON.stringify(config.model_type ?? null)}); only Llama models (LlamaForCausalLM) are supported`);
   }
   const need = (key: string): number => {
     const n = config[key];

@@ -1,0 +1,114 @@
+/**
+ * `friend adapter import` and `friend adapter inspect`: a PEFT LoRA into the GGUF adapter Friend
+ * loads (src/adapters/), and a look inside either.
+ */
+import { basename, resolve } from "node:path";
+import { readBaseModelShape } from "../../adapters/base-model.ts";
+import { AdapterError } from "../../adapters/errors.ts";
+import { ADAPTER_OUT_TYPES, importPeftAdapter, type AdapterOutType } from "../../adapters/import.ts";
+import { inspectAdapter, inspectionLines } from "../../adapters/inspect.ts";
+import { LOCAL_DEFAULTS } from "../../config/local-defaults.ts";
+import { describeModelSource, parseModelSource } from "../../core/model-source.ts";
+import { CommandError, UsageError } from "../errors.ts";
+import { envWithDotenv, type CommandIo } from "./io.ts";
+import { parseCommandArgs } from "./options.ts";
+
+export const ADAPTER_IMPORT_USAGE = `Usage: friend adapter import PEFT_DIR --base BASE [--out adapters/NAME.gguf] [--outtype ${ADAPTER_OUT_TYPES.join("|")}]
+
+Turns a PEFT LoRA adapter (the folder save_pretrained writes: adapter_config.json and
+adapter_model.safetensors) into the GGUF adapter llama.cpp and Friend load, as llama.cpp's
+convert_lora_to_gguf.py would, checked against the base model first.
+
+  --base BASE      the base model it will run on: its GGUF (a path, an hf: URI or a URL,
+                   downloaded into ${LOCAL_DEFAULTS.modelsDir}/ like LLAMA_MODEL_PATH), or its Hugging Face config.json
+  --out FILE       where to write (default: ${LOCAL_DEFAULTS.adaptersDir}/<PEFT_DIR's name>.gguf)
+  --outtype TYPE   tensor type: f32 (default, as the Python converter), f16, bf16 or q8_0`;
+
+export const ADAPTER_INSPECT_USAGE = `Usage: friend adapter inspect FILE_OR_DIR
+
+Shows what a GGUF LoRA adapter or a PEFT adapter folder holds: rank, alpha and the scale they
+make, the target modules, the base model it names, its size and dtypes.`;
+
+export async function runAdapterImport(argv: string[], io: CommandIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, { base: { type: "string" }, out: { type: "string" }, outtype: { type: "string" } }, 1);
+  if (values.help) {
+    io.out(ADAPTER_IMPORT_USAGE);
+    return 0;
+  }
+  const [peftArg] = positionals;
+  if (!peftArg) throw new UsageError("give the PEFT adapter folder: friend adapter import PEFT_DIR --base BASE");
+  if (!values.base) throw new UsageError("--base is required: the GGUF model the adapter will run on (or its config.json), so the import can check that the adapter fits it");
+  const outType = (values.outtype ?? "f32") as AdapterOutType;
+  if (!ADAPTER_OUT_TYPES.includes(outType)) throw new UsageError(`--outtype must be ${ADAPTER_OUT_TYPES.join(", ")}, not "${values.outtype}"`);
+  if (/^(?:hf|huggingface):/i.test(peftArg)) {
+    throw new CommandError("an hf: adapter repository is imported when LLAMA_LORA_PATH names it; for friend adapter import, download the folder first (huggingface-cli download USER/REPO --local-dir DIR)");
+  }
+  const peftDir = resolve(io.cwd, peftArg);
+  const out = resolve(io.cwd, values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(peftDir)}.gguf`);
+  if (!out.endsWith(".gguf")) throw new UsageError(`--out must name a .gguf file, not "${values.out}"`);
+
+  try {
+    const basePath = await localBase(values.base, io);
+    const base = await readBaseModelShape(basePath);
+    const imported = await importPeftAdapter({ peftDir, base, out, outType });
+    io.out(`wrote ${values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(out)}`} (${imported.pairs} LoRA pairs, ${outType}, ${imported.bytes} bytes)`);
+    io.out(`checked against ${base.source}: ${base.architecture}, ${base.blockCount} layers, width ${base.hiddenSize}, ${base.headCount} heads (${base.headCountKv} key/value)`);
+    for (const note of imported.notes) io.out(`note: ${note}`);
+    return 0;
+  } catch (err) {
+    if (err instanceof AdapterError) throw new CommandError(err.message);
+    throw err;
+  }
+}
+
+export async function runAdapterInspect(argv: string[], io: CommandIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, {}, 1);
+  if (values.help) {
+    io.out(ADAPTER_INSPECT_USAGE);
+    return 0;
+  }
+  const [target] = positionals;
+  if (!target) throw new UsageError("give a GGUF adapter or a PEFT adapter folder: friend adapter inspect FILE_OR_DIR");
+  try {
+    const inspection = await inspectAdapter(resolve(io.cwd, target));
+    for (const line of inspectionLines({ ...inspection, path: target }, formatBytes)) io.out(line);
+    return 0;
+  } catch (err) {
+    if (err instanceof AdapterError) throw new CommandError(err.message);
+    throw err;
+  }
+}
+
+/** The base as a local file: a path as it is; an hf: URI or URL downloaded into models/ once, as Friend would. */
+async function localBase(value: string, io: CommandIo): Promise<string> {
+  let source;
+  try {
+    source = parseModelSource(value);
+  } catch (err) {
+    throw new UsageError(`--base ${(err as Error).message}`);
+  }
+  if (source.kind === "file") return resolve(io.cwd, source.path);
+  const env = envWithDotenv(io, ".env");
+  const { fetchModelFile } = await import("../../backends/local/model-download.ts");
+  let reported = -10;
+  return fetchModelFile(source, {
+    role: "model",
+    directory: resolve(io.cwd, LOCAL_DEFAULTS.modelsDir),
+    huggingFaceToken: env.HF_TOKEN || undefined,
+    stallMs: LOCAL_DEFAULTS.downloadStallMs,
+    signal: io.interrupt,
+    onProgress: ({ downloadedBytes, totalBytes }) => {
+      const percent = totalBytes > 0 ? Math.floor((downloadedBytes / totalBytes) * 100) : 0;
+      if (percent >= reported + 10) {
+        reported = percent;
+        io.err(`downloading ${describeModelSource(source)}: ${percent}%`);
+      }
+    },
+  }).catch((err: unknown) => {
+    throw new CommandError(`--base: ${(err as Error).message}`);
+  });
+}
+
+function formatBytes(bytes: number): string {
+  return bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} KB` : bytes < 1e9 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e9).toFixed(2)} GB`;
+}
