@@ -45,7 +45,7 @@ function advice(path: string, role: ModelFileRole, downloadedFrom: string | unde
   if (downloadedFrom) return `It was downloaded from ${downloadedFrom}; delete ${path} and Friend downloads it again.`;
   return role === "model"
     ? "Set LLAMA_MODEL_PATH to a GGUF model (see docs/LOCAL.md)."
-    : "Set LLAMA_LORA_PATH to a GGUF adapter made with llama.cpp's convert_lora_to_gguf.py (see docs/LOCAL.md).";
+    : "Set LLAMA_LORA_PATH to a GGUF adapter (`friend adapter import` makes one from a PEFT folder) or to the PEFT folder itself (see docs/FINETUNING.md).";
 }
 
 /**
