@@ -1,0 +1,113 @@
+/**
+ * The imported adapter at run time: a synthetic base with the fixture's shapes, loaded through
+ * node-llama-cpp (real llama.cpp inference), gives exactly the same next-token distribution with
+ * Friend's import as with llama.cpp's own conversion; at scale 0 it is the base's. And
+ * LLAMA_LORA_PATH naming the PEFT folder imports it once and loads it.
+ */
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Llama, LlamaModel } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readBaseModelShape } from "../../src/adapters/base-model.ts";
+import { importPeftAdapter } from "../../src/adapters/import.ts";
+import { LocalBackend } from "../../src/backends/local.ts";
+import { importedPeftAdapter } from "../../src/backends/local/peft-adapter.ts";
+import { llamaRuntime } from "../../src/backends/local/runtime.ts";
+import { capturingLogger, TEST_BUILD, TEST_THREADS } from "../local/helpers.ts";
+import { FIXTURE, writeFixtureBase } from "./helpers/fixture.ts";
+
+let dir: string;
+let baseFile: string;
+let llama: Llama;
+let model: LlamaModel;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "friend-adapter-runtime-"));
+  baseFile = writeFixtureBase(join(dir, "base.gguf"));
+  llama = await llamaRuntime({ gpu: false, threads: TEST_THREADS, build: TEST_BUILD });
+  model = await llama.loadModel({ modelPath: baseFile, gpuLayers: 0 });
+});
+afterAll(async () => {
+  await model?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The full next-token distribution after a short prompt, with the adapter at `scale` (none: the base alone). */
+async function distribution(adapter?: { file: string; scale: number }): Promise<Map<number, number>> {
+  const context = await model.createContext({ contextSize: 64, threads: TEST_THREADS, ...(adapter ? { lora: { adapters: [{ filePath: adapter.file, scale: adapter.scale }] } } : {}) });
+  try {
+    const prompt = [model.tokens.bos!, ...model.tokenize("the quick brown fox")];
+    const last = prompt.length - 1;
+    const out = await context.getSequence().controlledEvaluate(prompt.map((t, i) => (i === last ? ([t, { generateNext: { probabilities: true } }] as const) : t)));
+    return new Map(out[last]!.next!.probabilities!);
+  } finally {
+    await context.dispose();
+  }
+}
+
+describe.each(["f32", "f16"] as const)("imported as %s", (outType) => {
+  let imported: string;
+  beforeAll(async () => {
+    imported = join(dir, `imported-${outType}.gguf`);
+    await importPeftAdapter({ peftDir: join(FIXTURE, "adapter"), base: await readBaseModelShape(baseFile), out: imported, outType });
+  });
+
+  it("gives the same distribution as llama.cpp's own conversion, and not the base's", async () => {
+    const [base, ours, theirs] = [await distribution(), await distribution({ file: imported, scale: 1 }), await distribution({ file: join(FIXTURE, `reference-${outType}.gguf`), scale: 1 })];
+    expect(ours).toEqual(theirs);
+    expect(ours.size).toBe(base.size);
+    const moved = [...base].reduce((sum, [token, p]) => sum + Math.abs(p - ours.get(token)!), 0);
+    expect(moved).toBeGreaterThan(1e-4);
+  });
+
+  it("at scale 0 gives the base's distribution", async () => {
+    expect(await distribution({ file: imported, scale: 0 })).toEqual(await distribution());
+  });
+});
+
+describe("LLAMA_LORA_PATH naming a PEFT folder", () => {
+  it("is imported once into adapters/ under its content hash, then reused; a changed adapter is imported again", async () => {
+    const peftDir = join(dir, "friends-peft");
+    cpSync(join(FIXTURE, "adapter"), peftDir, { recursive: true });
+    const adaptersDir = join(dir, "adapters");
+    const { logger, lines } = capturingLogger();
+    const progress: string[] = [];
+    const options = { adaptersDir, log: logger, onProgress: (text: string) => progress.push(text) };
+
+    const first = await importedPeftAdapter(peftDir, baseFile, options);
+    expect(first).toMatch(/adapters\/friends-peft-[0-9a-f]{12}\.gguf$/);
+    expect(lines.filter((l) => l.msg === "imported PEFT adapter")).toHaveLength(1);
+    expect(progress.at(-1)).toBe("importing the PEFT adapter friends-peft (100%)");
+    // The same bytes as an explicit f32 import.
+    const explicit = join(dir, "explicit.gguf");
+    await importPeftAdapter({ peftDir, base: await readBaseModelShape(baseFile), out: explicit, outType: "f32" });
+    expect(readFileSync(first).equals(readFileSync(explicit))).toBe(true);
+
+    const written = statSync(first).mtimeMs;
+    expect(await importedPeftAdapter(peftDir, baseFile, options)).toBe(first);
+    expect(statSync(first).mtimeMs).toBe(written);
+    expect(lines.filter((l) => l.msg === "imported PEFT adapter")).toHaveLength(1);
+
+    const config = JSON.parse(readFileSync(join(peftDir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+    writeFileSync(join(peftDir, "adapter_config.json"), JSON.stringify({ ...config, lora_alpha: 16 }));
+    const second = await importedPeftAdapter(peftDir, baseFile, options);
+    expect(second).not.toBe(first);
+    expect(lines.filter((l) => l.msg === "imported PEFT adapter")).toHaveLength(2);
+  });
+
+  it("loads in the local backend, which names the folder as its adapter", async () => {
+    const adaptersDir = join(dir, "backend-adapters");
+    const { logger, lines } = capturingLogger();
+    const backend = new LocalBackend({ modelPath: baseFile, loraPath: join(FIXTURE, "adapter"), adaptersDir, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 128, sequences: 1, logger });
+    try {
+      await backend.prepare();
+      expect(backend.describe()).toMatchObject({ adapter: "adapter", loaded: true });
+      const loaded = lines.find((l) => l.msg === "loading local model");
+      expect(loaded?.adapter).toMatch(/backend-adapters\/adapter-[0-9a-f]{12}\.gguf$/);
+      expect(lines.some((l) => l.msg === "imported PEFT adapter")).toBe(true);
+    } finally {
+      await backend.close();
+    }
+  });
+});
