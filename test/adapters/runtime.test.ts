@@ -15,7 +15,7 @@ import { LocalBackend } from "../../src/backends/local.ts";
 import { importedPeftAdapter } from "../../src/backends/local/peft-adapter.ts";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { capturingLogger, TEST_BUILD, TEST_THREADS } from "../local/helpers.ts";
-import { FIXTURE, writeFixtureBase } from "./helpers/fixture.ts";
+import { FIXTURE, loraTensors, writeFixtureBase, writePeftFolder } from "./helpers/fixture.ts";
 
 let dir: string;
 let baseFile: string;
@@ -63,6 +63,34 @@ describe.each(["f32", "f16"] as const)("imported as %s", (outType) => {
 
   it("at scale 0 gives the base's distribution", async () => {
     expect(await distribution({ file: imported, scale: 0 })).toEqual(await distribution());
+  });
+});
+
+/**
+ * What the Python converter gets wrong, judged by llama.cpp itself: it scales an adapter by
+ * user_scale·alpha/rank, so an adapter imported right must run like the plain one at the scale
+ * PEFT trained it with.
+ */
+describe("scales the Python converter ignores", () => {
+  async function imported(name: string, spec: Parameters<typeof writePeftFolder>[1]): Promise<string> {
+    const out = join(dir, `${name}.gguf`);
+    await importPeftAdapter({ peftDir: writePeftFolder(join(dir, name), spec), base: await readBaseModelShape(baseFile), out, outType: "f32" });
+    return out;
+  }
+
+  it("rsLoRA (r 4, alpha 8) runs at alpha/sqrt(r) = 4: as the plain adapter at user scale 2, not 1", async () => {
+    const rs = await imported("rslora", { config: { use_rslora: true } });
+    const plain = await imported("rslora-plain", {});
+    const got = await distribution({ file: rs, scale: 1 });
+    expect(got).toEqual(await distribution({ file: plain, scale: 2 }));
+    expect(got).not.toEqual(await distribution({ file: plain, scale: 1 }));
+  });
+
+  it("alpha_pattern {v_proj: 16} runs v_proj at twice the others' scale: as v_proj's lora_B doubled", async () => {
+    const patterned = await imported("alpha-pattern", { config: { alpha_pattern: { v_proj: 16 } } });
+    const doubled = loraTensors(4).map((t) => (/v_proj\.lora_B/.test(t.name) ? { ...t, values: t.values.map((v) => v * 2) } : t));
+    const manual = await imported("alpha-pattern-manual", { tensors: doubled });
+    expect(await distribution({ file: patterned, scale: 1 })).toEqual(await distribution({ file: manual, scale: 1 }));
   });
 });
 
