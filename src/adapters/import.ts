@@ -151,7 +151,7 @@ export function planPairs(config: PeftLoraConfig, weights: Pick<SafetensorsFile,
   const pairs: PlannedPair[] = [];
   for (const [ggufBase, { module, moduleName, layer, a, b }] of found) {
     const where = `layer ${layer} ${module}`;
-    if (!a || !b) throw new AdapterError(`${file}: ${where} has a lora_${a ? "B" : "A"} but no lora_${a ? "A" : "B"}`);
+    if (!a || !b) throw new AdapterError(`${file}: ${where} has a lora_${a ? "A" : "B"} but no lora_${a ? "B" : "A"}`);
     if (a.shape.length !== 2 || b.shape.length !== 2) throw new AdapterError(`${file}: ${where}'s LoRA matrices are not two-dimensional ([${a.shape}] and [${b.shape}])`);
     const rank = a.shape[0]!;
     if (b.shape[1] !== rank) throw new AdapterError(`${file}: ${where}'s lora_A has rank ${rank} but its lora_B has ${b.shape[1]}`);
