@@ -45,6 +45,11 @@ describe("architecture", () => {
     expect([...(graph.get("core") ?? [])]).toEqual([]);
   });
 
+  it("keeps the file formats (gguf) and the adapter importer (adapters) below the backends that use them", () => {
+    expect([...(graph.get("gguf") ?? [])]).toEqual([]);
+    expect([...(graph.get("adapters") ?? [])].filter((f) => !["gguf", "core"].includes(f))).toEqual([]);
+  });
+
   it("runs discord → conversation → backends → core, never back up the chain", () => {
     const below = (folder: string, others: string[]) => [...(graph.get(folder) ?? [])].filter((f) => others.includes(f));
     expect(below("conversation", ["discord", "chat", "store", "ops"])).toEqual([]);
