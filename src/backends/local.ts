@@ -34,7 +34,7 @@ import { ChunkQueue } from "./local/chunk-queue.ts";
 import { withDeadline } from "./local/deadline.ts";
 import { LockstepDecoder, type DecodeJobEnd } from "./local/lockstep.ts";
 import { DownloadReport, fetchModelFile } from "./local/model-download.ts";
-import { importedPeftAdapter, isPeftFolder } from "./local/peft-adapter.ts";
+import { peftAdapterFile } from "./local/peft-adapter.ts";
 import { checkGgufFile, describeLoadError, llamaFailureReason, type ModelFileRole } from "./local/model-files.ts";
 import { llamaBinary, llamaRuntime, onLlamaLog } from "./local/runtime.ts";
 import { StopScanner } from "./local/stop-scanner.ts";
@@ -242,9 +242,8 @@ export class LocalBackend implements Backend {
     const modelFile = await this.localFile(this.modelSource, "model", closing);
     const adapterFile = !this.loraSource
       ? undefined
-      : isPeftFolder(this.loraSource)
-        ? await importedPeftAdapter(this.loraSource.path, modelFile, { adaptersDir: this.files.adaptersDir!, log: this.log, onProgress: (text) => (this.progress = { step: "loading", text }) })
-        : await this.localFile(this.loraSource, "LoRA adapter", closing);
+      : ((await peftAdapterFile(this.loraSource, modelFile, { ...this.files, adaptersDir: this.files.adaptersDir!, stallMs: this.files.downloadStallMs!, log: this.log, signal: closing, onProgress: (step, text) => (this.progress = { step, text }) })) ??
+        (await this.localFile(this.loraSource, "LoRA adapter", closing)));
     this.unsubscribeLog ??= onLlamaLog((level, message) => this.onLlamaLog(level, message));
     this.log.info({ model: modelFile, adapter: adapterFile, threads: this.threads, gpuLayers: this.gpuLayers }, "loading local model");
 

@@ -14,6 +14,7 @@ import { importPeftAdapter } from "../../src/adapters/import.ts";
 import { LocalBackend } from "../../src/backends/local.ts";
 import { importedPeftAdapter } from "../../src/backends/local/peft-adapter.ts";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
+import { FakeModelServer } from "../fakes/model-server.ts";
 import { capturingLogger, TEST_BUILD, TEST_THREADS } from "../local/helpers.ts";
 import { FIXTURE, loraTensors, writeFixtureBase, writePeftFolder } from "./helpers/fixture.ts";
 
@@ -136,6 +137,43 @@ describe("LLAMA_LORA_PATH naming a PEFT folder", () => {
       expect(lines.some((l) => l.msg === "imported PEFT adapter")).toBe(true);
     } finally {
       await backend.close();
+    }
+  });
+
+  it("as hf:user/repo downloads the PEFT files into adapters/ once, imports them, and later loads them offline", async () => {
+    const server = await FakeModelServer.start();
+    const adaptersDir = join(dir, "hf-adapters");
+    const read = (f: string) => readFileSync(join(FIXTURE, "adapter", f));
+    server.huggingFace("friends/peft-lora", { "adapter_config.json": read("adapter_config.json"), "adapter_model.safetensors": read("adapter_model.safetensors") });
+    const open = (logger: ReturnType<typeof capturingLogger>["logger"]) =>
+      new LocalBackend({ modelPath: baseFile, loraPath: "hf:friends/peft-lora", huggingFaceEndpoint: `${server.url}/`, adaptersDir, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 128, sequences: 1, logger, progressBar: false });
+    try {
+      const first = capturingLogger();
+      const backend = open(first.logger);
+      try {
+        await backend.prepare();
+      } finally {
+        await backend.close();
+      }
+      const adapter = first.lines.find((l) => l.msg === "loading local model")?.adapter as string;
+      expect(adapter).toMatch(/hf-adapters\/hf_friends_peft-lora-[0-9a-f]{12}\.gguf$/);
+      expect(server.downloads("/friends/peft-lora/resolve/main/adapter_model.safetensors").length).toBeGreaterThan(0);
+      expect(readFileSync(join(adaptersDir, "hf_friends_peft-lora", "adapter_model.safetensors")).equals(read("adapter_model.safetensors"))).toBe(true);
+
+      const requests = server.requests.length;
+      await server.stop();
+      const second = capturingLogger();
+      const again = open(second.logger);
+      try {
+        await again.prepare();
+      } finally {
+        await again.close();
+      }
+      expect(second.lines.find((l) => l.msg === "loading local model")?.adapter).toBe(adapter);
+      expect(second.lines.some((l) => l.msg === "imported PEFT adapter")).toBe(false);
+      expect(server.requests.length).toBe(requests);
+    } finally {
+      await server.stop().catch(() => undefined);
     }
   });
 });

@@ -1,8 +1,11 @@
 /**
  * LLAMA_LORA_PATH may name a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)
- * instead of a GGUF adapter. It is imported once, against the model being loaded, into
- * adapters/NAME-HASH.gguf; HASH covers the adapter's files and the base's shapes, so a retrained
- * adapter (or another base) is imported again, and an unchanged one is reused at once.
+ * or a Hugging Face repository holding one (`hf:user/repo`, no tag and no file: a GGUF adapter in
+ * a repository is named by its file or tag). A repository's files are downloaded once into
+ * adapters/hf_USER_REPO/ through the models' downloader. The folder is imported once, against the
+ * model being loaded, into adapters/NAME-HASH.gguf; HASH covers the adapter's files and the base's
+ * shapes, so a retrained adapter (or another base) is imported again, and an unchanged one is
+ * reused at once.
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, statSync } from "node:fs";
@@ -14,6 +17,7 @@ import { importPeftAdapter } from "../../adapters/import.ts";
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "../../adapters/peft-config.ts";
 import { BackendError } from "../../core/backend.ts";
 import type { ModelSource } from "../../core/model-source.ts";
+import { fetchModelFile } from "./model-download.ts";
 
 /** Whether a LLAMA_LORA_PATH source is a PEFT folder rather than a GGUF file. */
 export function isPeftFolder(source: ModelSource): source is { kind: "file"; path: string } {
@@ -30,6 +34,55 @@ export interface PeftImportOptions {
   log: Logger;
   /** Progress in words, for /model local and /status. */
   onProgress(text: string): void;
+  /** general.name when the folder's own name is a cache's (hf_user_repo). */
+  nameHint?: string;
+}
+
+export interface PeftSourceOptions extends Omit<PeftImportOptions, "nameHint" | "onProgress"> {
+  huggingFaceEndpoint?: string;
+  huggingFaceToken?: string;
+  stallMs: number;
+  signal: AbortSignal;
+  onProgress(step: "downloading" | "loading", text: string): void;
+}
+
+const HF_REPO = /^(?:hf|huggingface):(?:\/\/)?([^/:#\s]+)\/([^/:#\s]+)(?:#([^\s]+))?$/i;
+/**
+ * The files fetched from a repository. Not the model card: node-llama-cpp's downloader retries a
+ * missing file for minutes, and a card only describes the adapter (its name comes from the repo's).
+ */
+const PEFT_REPO_FILES = [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE] as const;
+
+/**
+ * The GGUF adapter for LLAMA_LORA_PATH when it names a PEFT folder or repository, imported (and
+ * downloaded) as needed; undefined when it names a GGUF adapter, which the caller loads as it is.
+ */
+export async function peftAdapterFile(source: ModelSource, modelFile: string, options: PeftSourceOptions): Promise<string | undefined> {
+  const importOptions = { adaptersDir: options.adaptersDir, log: options.log, onProgress: (text: string) => options.onProgress("loading", text) };
+  if (isPeftFolder(source)) return importedPeftAdapter(source.path, modelFile, importOptions);
+  const repo = source.kind === "huggingface" ? HF_REPO.exec(source.uri) : null;
+  if (!repo) return undefined;
+  const [, user, name, branch = "main"] = repo;
+  const uri = repo[0];
+  const folder = join(options.adaptersDir, `hf_${user}_${name}`);
+  const endpoint = (options.huggingFaceEndpoint ?? "https://huggingface.co/").replace(/\/?$/, "/");
+  for (const file of PEFT_REPO_FILES) {
+    const url = `${endpoint}${user}/${name}/resolve/${encodeURIComponent(branch)}/${file}`;
+    await fetchModelFile(
+      { kind: "url", url, fileName: file },
+      {
+        role: "LoRA adapter",
+        directory: folder,
+        huggingFaceEndpoint: options.huggingFaceEndpoint,
+        huggingFaceToken: options.huggingFaceToken,
+        stallMs: options.stallMs,
+        signal: options.signal,
+        onProgress: ({ downloadedBytes, totalBytes }) =>
+          options.onProgress("downloading", `downloading ${file} of ${uri}${totalBytes > 0 ? ` (${Math.floor((100 * downloadedBytes) / totalBytes)}%)` : ""}`),
+      },
+    );
+  }
+  return importedPeftAdapter(folder, modelFile, { ...importOptions, nameHint: name });
 }
 
 /**
@@ -51,6 +104,7 @@ export async function importedPeftAdapter(peftDir: string, modelFile: string, op
       base,
       out,
       outType: "f32",
+      ...(options.nameHint ? { nameHint: options.nameHint } : {}),
       onProgress: (done, total) => options.onProgress(`importing the PEFT adapter ${name} (${Math.floor((100 * done) / total)}%)`),
     });
     options.log.info({ peftDir, out, pairs: imported.pairs, bytes: imported.bytes, alpha: imported.alpha, notes: imported.notes, ms: Date.now() - started }, "imported PEFT adapter");
