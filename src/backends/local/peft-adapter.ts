@@ -43,7 +43,7 @@ export interface PeftSourceOptions extends Omit<PeftImportOptions, "nameHint" | 
   huggingFaceToken?: string;
   stallMs: number;
   signal: AbortSignal;
-  onProgress(step: "downloading" | "loading", text: string): void;
+  onProgress(step: "downloading" | "importing", text: string): void;
 }
 
 const HF_REPO = /^(?:hf|huggingface):(?:\/\/)?([^/:#\s]+)\/([^/:#\s]+)(?:#([^\s]+))?$/i;
@@ -58,7 +58,7 @@ const PEFT_REPO_FILES = [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE] as const;
  * downloaded) as needed; undefined when it names a GGUF adapter, which the caller loads as it is.
  */
 export async function peftAdapterFile(source: ModelSource, modelFile: string, options: PeftSourceOptions): Promise<string | undefined> {
-  const importOptions = { adaptersDir: options.adaptersDir, log: options.log, onProgress: (text: string) => options.onProgress("loading", text) };
+  const importOptions = { adaptersDir: options.adaptersDir, log: options.log, onProgress: (text: string) => options.onProgress("importing", text) };
   if (isPeftFolder(source)) return importedPeftAdapter(source.path, modelFile, importOptions);
   const repo = source.kind === "huggingface" ? HF_REPO.exec(source.uri) : null;
   if (!repo) return undefined;
