@@ -1,4 +1,4 @@
-// npm run bench [-- tokens|data|local|load|soak|disruption [args]]: runs the benchmarks, one process each,
+// npm run bench [-- tokens|data|local|load|soak|disruption|adapter [args]]: runs the benchmarks, one process each,
 // so one bench's memory never shows up in another's figures. With no name: tokens, data, local, load.
 import { spawnSync } from "node:child_process";
 
@@ -9,6 +9,7 @@ const BENCHES: Record<string, string[]> = {
   load: ["bench/load.ts", "load"],
   soak: ["bench/load.ts", "soak"],
   disruption: ["bench/load.ts", "disruption"],
+  adapter: ["bench/adapter-import.ts"],
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -60,7 +60,7 @@ describe("friend adapter import", () => {
     const { code, out, err } = await friend(["adapter", "import", "friends-lora", "--base", "base.gguf", "--outtype", "f16"]);
     expect(err).toEqual([]);
     expect(code).toBe(0);
-    expect(out[0]).toBe("wrote adapters/friends-lora.gguf (8 LoRA pairs, f16, 8672 bytes)");
+    expect(out[0]).toBe("wrote adapters/friends-lora.gguf (8 LoRA pairs, f16, 8.7 KB)");
     expect(out[1]).toMatch(/^checked against .*base\.gguf: llama, 2 layers, width 64, 4 heads \(2 key\/value\)$/);
     // The same tensors as llama.cpp's conversion (the oracle test compares them in full).
     expect(readFileSync(join(dir, "adapters", "friends-lora.gguf")).length).toBe(readFileSync(join(FIXTURE, "reference-f16.gguf")).length);

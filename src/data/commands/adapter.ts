@@ -51,7 +51,7 @@ export async function runAdapterImport(argv: string[], io: CommandIo): Promise<n
     const basePath = await localBase(values.base, io);
     const base = await readBaseModelShape(basePath);
     const imported = await importPeftAdapter({ peftDir, base, out, outType });
-    io.out(`wrote ${values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(out)}`} (${imported.pairs} LoRA pairs, ${outType}, ${imported.bytes} bytes)`);
+    io.out(`wrote ${values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(out)}`} (${imported.pairs} LoRA pairs, ${outType}, ${formatBytes(imported.bytes)})`);
     io.out(`checked against ${base.source}: ${base.architecture}, ${base.blockCount} layers, width ${base.hiddenSize}, ${base.headCount} heads (${base.headCountKv} key/value)`);
     for (const note of imported.notes) io.out(`note: ${note}`);
     return 0;
