@@ -94,6 +94,9 @@ export class GgufWriter {
   /** Adds a tensor; `ne` is fastest-dimension-first (the reverse of a PyTorch shape). */
   tensor(name: string, ne: readonly number[], type: GgmlTypeName, data: TensorData): this {
     const elements = ne.reduce((a, b) => a * b, 1);
+    if (data instanceof Float32Array && data.length !== elements) {
+      throw new Error(`tensor ${name}: ${data.length} values for shape [${ne.join(", ")}] (${elements})`);
+    }
     if (type === "q8_0" && ne[0]! % Q8_0_BLOCK !== 0) {
       throw new Error(`tensor ${name}: q8_0 rows must be a multiple of ${Q8_0_BLOCK} elements, got ${ne[0]}`);
     }

@@ -78,6 +78,7 @@ describe("friend adapter import", () => {
     [["adapter", "import", "friends-lora"], /--base is required/],
     [["adapter", "import", "friends-lora", "--base", "base.gguf", "--outtype", "q4_0"], /--outtype must be f32, f16, bf16, q8_0, not "q4_0"/],
     [["adapter", "import", "friends-lora", "--base", "base.gguf", "--out", "x.bin"], /--out must name a \.gguf file/],
+    [["adapter", "import", "hf:friends/lora-GGUF:Q8_0", "--base", "base.gguf"], /"hf:friends\/lora-GGUF:Q8_0" is not a PEFT adapter repository: give it as hf:user\/repo/],
   ])("usage errors exit 2: %j", async (argv, error) => {
     const { code, err } = await friend(argv);
     expect(code).toBe(2);

@@ -60,14 +60,31 @@ const PEFT_REPO_FILES = [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE] as const;
 export async function peftAdapterFile(source: ModelSource, modelFile: string, options: PeftSourceOptions): Promise<string | undefined> {
   const importOptions = { adaptersDir: options.adaptersDir, log: options.log, onProgress: (text: string) => options.onProgress("importing", text) };
   if (isPeftFolder(source)) return importedPeftAdapter(source.path, modelFile, importOptions);
-  const repo = source.kind === "huggingface" ? HF_REPO.exec(source.uri) : null;
+  const repo = source.kind === "huggingface" ? peftRepository(source.uri) : undefined;
   if (!repo) return undefined;
-  const [, user, name, branch = "main"] = repo;
-  const uri = repo[0];
-  const folder = join(options.adaptersDir, `hf_${user}_${name}`);
+  const folder = await downloadPeftRepository(repo, options);
+  return importedPeftAdapter(folder, modelFile, { ...importOptions, nameHint: repo.name });
+}
+
+export interface PeftRepository {
+  uri: string;
+  user: string;
+  name: string;
+  branch: string;
+}
+
+/** `hf:user/repo` (optionally `#branch`), with no tag and no file: a PEFT adapter repository. */
+export function peftRepository(uri: string): PeftRepository | undefined {
+  const m = HF_REPO.exec(uri);
+  return m ? { uri, user: m[1]!, name: m[2]!, branch: m[3] ?? "main" } : undefined;
+}
+
+/** Downloads a PEFT repository's two files into adaptersDir/hf_USER_REPO/ (once: later calls find them there, offline). */
+export async function downloadPeftRepository(repo: PeftRepository, options: Omit<PeftSourceOptions, "log">): Promise<string> {
+  const folder = join(options.adaptersDir, `hf_${repo.user}_${repo.name}`);
   const endpoint = (options.huggingFaceEndpoint ?? "https://huggingface.co/").replace(/\/?$/, "/");
   for (const file of PEFT_REPO_FILES) {
-    const url = `${endpoint}${user}/${name}/resolve/${encodeURIComponent(branch)}/${file}`;
+    const url = `${endpoint}${repo.user}/${repo.name}/resolve/${encodeURIComponent(repo.branch)}/${file}`;
     await fetchModelFile(
       { kind: "url", url, fileName: file },
       {
@@ -78,11 +95,11 @@ export async function peftAdapterFile(source: ModelSource, modelFile: string, op
         stallMs: options.stallMs,
         signal: options.signal,
         onProgress: ({ downloadedBytes, totalBytes }) =>
-          options.onProgress("downloading", `downloading ${file} of ${uri}${totalBytes > 0 ? ` (${Math.floor((100 * downloadedBytes) / totalBytes)}%)` : ""}`),
+          options.onProgress("downloading", `downloading ${file} of ${repo.uri}${totalBytes > 0 ? ` (${Math.floor((100 * downloadedBytes) / totalBytes)}%)` : ""}`),
       },
     );
   }
-  return importedPeftAdapter(folder, modelFile, { ...importOptions, nameHint: name });
+  return folder;
 }
 
 /**

@@ -19,6 +19,8 @@ Turns a PEFT LoRA adapter (the folder save_pretrained writes: adapter_config.jso
 adapter_model.safetensors) into the GGUF adapter llama.cpp and Friend load, as llama.cpp's
 convert_lora_to_gguf.py would, checked against the base model first.
 
+  PEFT_DIR         the folder, or hf:user/repo of an adapter repository (its two files are
+                   downloaded into ${LOCAL_DEFAULTS.adaptersDir}/hf_USER_REPO/ once)
   --base BASE      the base model it will run on: its GGUF (a path, an hf: URI or a URL,
                    downloaded into ${LOCAL_DEFAULTS.modelsDir}/ like LLAMA_MODEL_PATH), or its Hugging Face config.json
   --out FILE       where to write (default: ${LOCAL_DEFAULTS.adaptersDir}/<PEFT_DIR's name>.gguf)
@@ -40,17 +42,15 @@ export async function runAdapterImport(argv: string[], io: CommandIo): Promise<n
   if (!values.base) throw new UsageError("--base is required: the GGUF model the adapter will run on (or its config.json), so the import can check that the adapter fits it");
   const outType = (values.outtype ?? "f32") as AdapterOutType;
   if (!ADAPTER_OUT_TYPES.includes(outType)) throw new UsageError(`--outtype must be ${ADAPTER_OUT_TYPES.join(", ")}, not "${values.outtype}"`);
-  if (/^(?:hf|huggingface):/i.test(peftArg)) {
-    throw new CommandError("an hf: adapter repository is imported when LLAMA_LORA_PATH names it; for friend adapter import, download the folder first (huggingface-cli download USER/REPO --local-dir DIR)");
-  }
-  const peftDir = resolve(io.cwd, peftArg);
-  const out = resolve(io.cwd, values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(peftDir)}.gguf`);
+  const repo = await peftRepositoryOf(peftArg);
+  const defaultName = repo ? repo.name : basename(resolve(io.cwd, peftArg));
+  const out = resolve(io.cwd, values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${defaultName}.gguf`);
   if (!out.endsWith(".gguf")) throw new UsageError(`--out must name a .gguf file, not "${values.out}"`);
 
   try {
-    const basePath = await localBase(values.base, io);
-    const base = await readBaseModelShape(basePath);
-    const imported = await importPeftAdapter({ peftDir, base, out, outType });
+    const base = await readBaseModelShape(await localBase(values.base, io));
+    const peftDir = repo ? await downloadRepository(repo, io) : resolve(io.cwd, peftArg);
+    const imported = await importPeftAdapter({ peftDir, base, out, outType, ...(repo ? { nameHint: repo.name } : {}) });
     io.out(`wrote ${values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(out)}`} (${imported.pairs} LoRA pairs, ${outType}, ${formatBytes(imported.bytes)})`);
     io.out(`checked against ${base.source}: ${base.architecture}, ${base.blockCount} layers, width ${base.hiddenSize}, ${base.headCount} heads (${base.headCountKv} key/value)`);
     for (const note of imported.notes) io.out(`note: ${note}`);
@@ -77,6 +77,35 @@ export async function runAdapterInspect(argv: string[], io: CommandIo): Promise<
     if (err instanceof AdapterError) throw new CommandError(err.message);
     throw err;
   }
+}
+
+/** An `hf:user/repo` PEFT_DIR, parsed; undefined for a folder. Any other hf: form is refused. */
+async function peftRepositoryOf(arg: string) {
+  if (!/^(?:hf|huggingface):/i.test(arg)) return undefined;
+  const { peftRepository } = await import("../../backends/local/peft-adapter.ts");
+  const repo = peftRepository(arg);
+  if (!repo) throw new UsageError(`"${arg}" is not a PEFT adapter repository: give it as hf:user/repo (no tag, no file)`);
+  return repo;
+}
+
+/** Downloads a PEFT repository's files into adapters/hf_USER_REPO/ (once), with progress lines on stderr. */
+async function downloadRepository(repo: NonNullable<Awaited<ReturnType<typeof peftRepositoryOf>>>, io: CommandIo): Promise<string> {
+  const { downloadPeftRepository } = await import("../../backends/local/peft-adapter.ts");
+  const env = envWithDotenv(io, ".env");
+  let last = "";
+  return downloadPeftRepository(repo, {
+    adaptersDir: resolve(io.cwd, LOCAL_DEFAULTS.adaptersDir),
+    huggingFaceToken: env.HF_TOKEN || undefined,
+    stallMs: LOCAL_DEFAULTS.downloadStallMs,
+    signal: io.interrupt,
+    onProgress: (_, text) => {
+      // One line per file and tenth: a terminal bar would tear the one-line-per-event output.
+      const coarse = text.replace(/\((\d+)%\)$/, (_m, p: string) => `(${Math.floor(Number(p) / 10) * 10}%)`);
+      if (coarse !== last) io.err((last = coarse));
+    },
+  }).catch((err: unknown) => {
+    throw new CommandError((err as Error).message);
+  });
 }
 
 /** The base as a local file: a path as it is; an hf: URI or URL downloaded into models/ once, as Friend would. */
