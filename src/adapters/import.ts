@@ -81,15 +81,15 @@ export async function importPeftAdapter(options: ImportAdapterOptions): Promise<
       return value;
     };
     for (const pair of pairs) {
-      const [out, inSize] = [pair.b.shape[0]!, pair.a.shape[1]!];
+      const [outSize, inSize] = [pair.b.shape[0]!, pair.a.shape[1]!];
       writer.tensor(`${pair.ggufBase}.lora_a`, [inSize, pair.rank], tensorType(outType, inSize), {
         load: async () => after(await weights.readFloat32(pair.a.name)),
       });
-      writer.tensor(`${pair.ggufBase}.lora_b`, [pair.rank, out], tensorType(outType, pair.rank), {
+      writer.tensor(`${pair.ggufBase}.lora_b`, [pair.rank, outSize], tensorType(outType, pair.rank), {
         load: async () => {
           let values = await weights.readFloat32(pair.b.name);
           const heads = LLAMA_MODULES[pair.module]!.ropeHeads?.(base);
-          if (heads !== undefined) values = permuteRopeRows(values, out, pair.rank, heads);
+          if (heads !== undefined) values = permuteRopeRows(values, outSize, pair.rank, heads);
           if (pair.factor !== 1) for (let i = 0; i < values.length; i++) values[i] = values[i]! * pair.factor;
           return after(values);
         },

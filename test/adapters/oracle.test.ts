@@ -3,7 +3,7 @@
  * (test/adapters/fixtures/peft-lora-tiny, made by convert_lora_to_gguf.py): the same metadata,
  * the same tensor names, shapes and types, and the same bytes, for every output type.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -44,4 +44,17 @@ describe.each(ADAPTER_OUT_TYPES)("--outtype %s", (outType) => {
     for (const [i, t] of imported.tensors.entries()) expect(t.data, t.name).toBe(reference.tensors[i]!.data);
     expect(reference.tensors.length).toBe(16);
   });
+});
+
+it("copies the model card's name, licence, base model, tags and languages as llama.cpp's converter does", async () => {
+  // The converter names the adapter after its folder, so this one is called "adapter" too.
+  const peftDir = join(dir, "card", "adapter");
+  mkdirSync(peftDir, { recursive: true });
+  for (const f of ["adapter_config.json", "adapter_model.safetensors"]) copyFileSync(join(FIXTURE, "adapter", f), join(peftDir, f));
+  copyFileSync(join(FIXTURE, "card", "README.md"), join(peftDir, "README.md"));
+  const out = join(dir, "card.gguf");
+  await importPeftAdapter({ peftDir, base: await readBaseModelShape(baseGguf), out, outType: "f16" });
+  const reference = await contents(join(FIXTURE, "reference-card-f16.gguf"));
+  expect((await contents(out)).kvs).toEqual(reference.kvs);
+  expect(reference.kvs.map(([key]) => key)).toContain("general.base_model.0.repo_url");
 });
