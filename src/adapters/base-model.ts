@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
-import { DamagedGgufError, NotAFileError, NotGgufError, kvNumber, readGgufFile } from "../gguf/reader.ts";
+import { DamagedGgufError, NotAFileError, NotGgufError, readGgufFile } from "../gguf/reader.ts";
 import { AdapterError } from "./errors.ts";
 
 /** The one architecture whose tensor names and RoPE layout the importer knows. */
@@ -37,25 +37,41 @@ export async function readBaseModelShape(path: string): Promise<BaseModelShape> 
     if (err instanceof DamagedGgufError) throw new AdapterError(`the base model ${path} is damaged or truncated: ${err.message}`);
     throw new AdapterError(`cannot read the base model ${path}: ${(err as Error).message}`);
   }
-  if (layout.type === "adapter") throw new AdapterError(`the base ${path} is itself an adapter (general.type is "adapter"), not a model`);
-  const arch = layout.architecture;
-  if (arch !== LLAMA_ARCHITECTURE) throw new AdapterError(`the base model ${path} is a ${JSON.stringify(arch)} model; only Llama models (general.architecture "llama") are supported`);
+  return shapeFromGgufMetadata((key) => {
+    const kv = layout.kvs.get(key);
+    return kv && kv.type !== "array" ? kv.value : undefined;
+  }, path);
+}
+
+/**
+ * The shapes from a GGUF's metadata, however it was read (`lookup` gives a key's value, e.g.
+ * "llama.block_count"): from the file, or over the network for a base not downloaded yet.
+ */
+export function shapeFromGgufMetadata(lookup: (key: string) => unknown, source: string): BaseModelShape {
+  const type = lookup("general.type");
+  if (type === "adapter") throw new AdapterError(`the base ${source} is itself an adapter (general.type is "adapter"), not a model`);
+  const arch = lookup("general.architecture");
+  if (arch !== LLAMA_ARCHITECTURE) throw new AdapterError(`the base model ${source} is a ${JSON.stringify(arch ?? null)} model; only Llama models (general.architecture "llama") are supported`);
+  const number = (key: string): number | undefined => {
+    const v = lookup(`${arch}.${key}`);
+    return typeof v === "number" || typeof v === "bigint" ? Number(v) : undefined;
+  };
   const need = (key: string): number => {
-    const n = kvNumber(layout.kvs, `${arch}.${key}`);
-    if (n === undefined || !Number.isSafeInteger(n) || n <= 0) throw new AdapterError(`the base model ${path} lacks ${arch}.${key}, so its shapes are unknown`);
+    const n = number(key);
+    if (n === undefined || !Number.isSafeInteger(n) || n <= 0) throw new AdapterError(`the base model ${source} lacks ${arch}.${key}, so its shapes are unknown`);
     return n;
   };
   const hiddenSize = need("embedding_length");
   const headCount = need("attention.head_count");
   return checked({
-    source: path,
+    source,
     architecture: LLAMA_ARCHITECTURE,
     hiddenSize,
     feedForwardSize: need("feed_forward_length"),
     blockCount: need("block_count"),
     headCount,
-    headCountKv: kvNumber(layout.kvs, `${arch}.attention.head_count_kv`) ?? headCount,
-    headDim: kvNumber(layout.kvs, `${arch}.attention.key_length`) ?? hiddenSize / headCount,
+    headCountKv: number("attention.head_count_kv") ?? headCount,
+    headDim: number("attention.key_length") ?? hiddenSize / headCount,
   });
 }
 

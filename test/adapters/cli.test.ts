@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli.ts";
 import { GgufWriter } from "../../src/gguf/writer.ts";
 import { captureIo } from "../data/helpers/capture-io.ts";
+import { FakeModelServer } from "../fakes/model-server.ts";
 import { FIXTURE, writeFixtureBase, writePeftFolder } from "./helpers/fixture.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/friend.js", import.meta.url));
@@ -64,6 +65,25 @@ describe("friend adapter import", () => {
     expect(out[1]).toMatch(/^checked against .*base\.gguf: llama, 2 layers, width 64, 4 heads \(2 key\/value\)$/);
     // The same tensors as llama.cpp's conversion (the oracle test compares them in full).
     expect(readFileSync(join(dir, "adapters", "friends-lora.gguf")).length).toBe(readFileSync(join(FIXTURE, "reference-f16.gguf")).length);
+  });
+
+  it("reads a URL base's metadata alone, without downloading the model, and writes the same adapter", async () => {
+    const server = await FakeModelServer.start();
+    try {
+      const baseBytes = readFileSync(join(dir, "base.gguf"));
+      server.file("/files/base.gguf", baseBytes);
+      const { code, err } = await friend(["adapter", "import", "friends-lora", "--base", `${server.url}/files/base.gguf`, "--out", "adapters/from-url.gguf"]);
+      expect(err).toEqual([]);
+      expect(code).toBe(0);
+      expect(existsSync(join(dir, "models"))).toBe(false);
+      const sent = server.requests.filter((r) => r.path === "/files/base.gguf" && r.method === "GET");
+      expect(sent.length).toBeGreaterThan(0);
+      expect(sent.every((r) => r.range !== undefined)).toBe(true);
+      await friend(["adapter", "import", "friends-lora", "--base", "base.gguf", "--out", "adapters/from-file.gguf"]);
+      expect(readFileSync(join(dir, "adapters", "from-url.gguf")).equals(readFileSync(join(dir, "adapters", "from-file.gguf")))).toBe(true);
+    } finally {
+      await server.stop();
+    }
   });
 
   it("says how rsLoRA was handled", async () => {

@@ -2,7 +2,7 @@
  * Turns a model source into a local file, downloading it with node-llama-cpp's own
  * `resolveModelFile` (resumable, split GGUFs, Hugging Face URIs) when it is not on disk yet.
  */
-import { resolveModelFile } from "node-llama-cpp";
+import { readGgufFileInfo, resolveModelFile } from "node-llama-cpp";
 import type { Logger } from "pino";
 import { BackendError } from "../../core/backend.ts";
 import type { ModelFileRole } from "./model-files.ts";
@@ -73,6 +73,39 @@ export async function fetchModelFile(source: ModelSource, options: FetchModelFil
     throw new BackendError("load", `Cannot download ${what} into ${options.directory}/: ${reason}`);
   } finally {
     clearTimeout(watchdog);
+  }
+}
+
+/** The tokenizer's long arrays: not needed to know a model's shapes, and most of its metadata bytes. */
+const TOKENIZER_ARRAYS = ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"];
+
+/**
+ * A remote model's GGUF metadata, as a lookup by dotted key ("llama.block_count"), without
+ * downloading the model: the copy in `directory` when one is there already, else only the
+ * header's bytes over the network (node-llama-cpp reads them with range requests).
+ */
+export async function readModelMetadata(
+  source: Exclude<ModelSource, { kind: "file" }>,
+  options: Pick<FetchModelFileOptions, "directory" | "huggingFaceEndpoint" | "huggingFaceToken" | "signal">,
+): Promise<{ localFile: string } | { lookup(key: string): unknown }> {
+  const uri = source.kind === "url" ? source.url : source.uri;
+  const endpoints = options.huggingFaceEndpoint ? { endpoints: { huggingFace: options.huggingFaceEndpoint } } : {};
+  const tokens = options.huggingFaceToken ? { tokens: { huggingFace: options.huggingFaceToken } } : {};
+  const local = await resolveModelFile(uri, {
+    directory: options.directory,
+    download: false,
+    cli: false,
+    ...(source.kind === "url" ? { fileName: source.fileName } : {}),
+    ...endpoints,
+    ...tokens,
+  }).catch(() => undefined);
+  if (local) return { localFile: local };
+  try {
+    const info = await readGgufFileInfo(uri, { readTensorInfo: false, ignoreKeys: TOKENIZER_ARRAYS, logWarnings: false, signal: options.signal, fetchRetryOptions: { retries: 2 }, ...endpoints, ...tokens });
+    const metadata = info.metadata as unknown as Record<string, unknown>;
+    return { lookup: (key) => key.split(".").reduce<unknown>((node, part) => (node !== null && typeof node === "object" ? (node as Record<string, unknown>)[part] : undefined), metadata) };
+  } catch (err) {
+    throw new BackendError("load", `Cannot read the metadata of ${describeModelSource(source)}: ${downloadFailureReason(err, source)}`);
   }
 }
 

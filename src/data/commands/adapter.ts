@@ -3,7 +3,7 @@
  * loads (src/adapters/), and a look inside either.
  */
 import { basename, resolve } from "node:path";
-import { readBaseModelShape } from "../../adapters/base-model.ts";
+import { readBaseModelShape, shapeFromGgufMetadata, type BaseModelShape } from "../../adapters/base-model.ts";
 import { AdapterError } from "../../adapters/errors.ts";
 import { ADAPTER_OUT_TYPES, importPeftAdapter, type AdapterOutType } from "../../adapters/import.ts";
 import { inspectAdapter, inspectionLines } from "../../adapters/inspect.ts";
@@ -21,8 +21,8 @@ convert_lora_to_gguf.py would, checked against the base model first.
 
   PEFT_DIR         the folder, or hf:user/repo of an adapter repository (its two files are
                    downloaded into ${LOCAL_DEFAULTS.adaptersDir}/hf_USER_REPO/ once)
-  --base BASE      the base model it will run on: its GGUF (a path, an hf: URI or a URL,
-                   downloaded into ${LOCAL_DEFAULTS.modelsDir}/ like LLAMA_MODEL_PATH), or its Hugging Face config.json
+  --base BASE      the base model it will run on: its GGUF (a path, an hf: URI or a URL: only its
+                   metadata is read, from ${LOCAL_DEFAULTS.modelsDir}/ if downloaded there), or its Hugging Face config.json
   --out FILE       where to write (default: ${LOCAL_DEFAULTS.adaptersDir}/<PEFT_DIR's name>.gguf)
   --outtype TYPE   tensor type: f32 (default, as the Python converter), f16, bf16 or q8_0`;
 
@@ -48,7 +48,7 @@ export async function runAdapterImport(argv: string[], io: CommandIo): Promise<n
   if (!out.endsWith(".gguf")) throw new UsageError(`--out must name a .gguf file, not "${values.out}"`);
 
   try {
-    const base = await readBaseModelShape(await localBase(values.base, io));
+    const base = await baseShape(values.base, io);
     const peftDir = repo ? await downloadRepository(repo, io) : resolve(io.cwd, peftArg);
     const imported = await importPeftAdapter({ peftDir, base, out, outType, ...(repo ? { nameHint: repo.name } : {}) });
     io.out(`wrote ${values.out ?? `${LOCAL_DEFAULTS.adaptersDir}/${basename(out)}`} (${imported.pairs} LoRA pairs, ${outType}, ${formatBytes(imported.bytes)})`);
@@ -108,34 +108,28 @@ async function downloadRepository(repo: NonNullable<Awaited<ReturnType<typeof pe
   });
 }
 
-/** The base as a local file: a path as it is; an hf: URI or URL downloaded into models/ once, as Friend would. */
-async function localBase(value: string, io: CommandIo): Promise<string> {
+/**
+ * The base's shapes: from a local file as it is; for an hf: URI or URL, from the copy in models/
+ * if Friend downloaded it already, else from its metadata alone, read over the network.
+ */
+async function baseShape(value: string, io: CommandIo): Promise<BaseModelShape> {
   let source;
   try {
     source = parseModelSource(value);
   } catch (err) {
     throw new UsageError(`--base ${(err as Error).message}`);
   }
-  if (source.kind === "file") return resolve(io.cwd, source.path);
+  if (source.kind === "file") return readBaseModelShape(resolve(io.cwd, source.path));
+  const { readModelMetadata } = await import("../../backends/local/model-download.ts");
   const env = envWithDotenv(io, ".env");
-  const { fetchModelFile } = await import("../../backends/local/model-download.ts");
-  let reported = -10;
-  return fetchModelFile(source, {
-    role: "model",
+  const metadata = await readModelMetadata(source, {
     directory: resolve(io.cwd, LOCAL_DEFAULTS.modelsDir),
     huggingFaceToken: env.HF_TOKEN || undefined,
-    stallMs: LOCAL_DEFAULTS.downloadStallMs,
     signal: io.interrupt,
-    onProgress: ({ downloadedBytes, totalBytes }) => {
-      const percent = totalBytes > 0 ? Math.floor((downloadedBytes / totalBytes) * 100) : 0;
-      if (percent >= reported + 10) {
-        reported = percent;
-        io.err(`downloading ${describeModelSource(source)}: ${percent}%`);
-      }
-    },
   }).catch((err: unknown) => {
     throw new CommandError(`--base: ${(err as Error).message}`);
   });
+  return "localFile" in metadata ? readBaseModelShape(metadata.localFile) : shapeFromGgufMetadata(metadata.lookup, describeModelSource(source));
 }
 
 function formatBytes(bytes: number): string {
