@@ -83,7 +83,7 @@ const median = (xs: readonly number[]) => {
 
 /** The synthetic files, written once per shape and writer version. */
 function models(types: readonly SyntheticWeightType[]): { model: Record<string, string>; lora: string } {
-  const writer = ["../test/gguf/writer.ts", "../test/gguf/synthetic-llama.ts"].map((f) => readFileSync(new URL(f, import.meta.url)));
+  const writer = ["../src/gguf/writer.ts", "../test/gguf/synthetic-llama.ts"].map((f) => readFileSync(new URL(f, import.meta.url)));
   const key = createHash("sha1").update(JSON.stringify(shape)).update(Buffer.concat(writer)).digest("hex").slice(0, 10);
   const dir = join(CACHE, "models");
   mkdirSync(dir, { recursive: true });

@@ -20,6 +20,8 @@ const SUBCOMMANDS: Subcommand[] = [
   { name: "eval", summary: "measure how contestant models talk through Friend's own reply path", load: async () => (await import("./eval/command.ts")).runEval },
   { name: "finetune", summary: "validate, upload and run an OpenAI fine-tuning job", load: async () => (await import("./data/commands/finetune.ts")).runFinetune },
   { name: "finetune status", summary: "reattach to a fine-tuning job (--cancel cancels it)", load: async () => (await import("./data/commands/finetune.ts")).runFinetuneStatus },
+  { name: "adapter import", summary: "turn a PEFT LoRA adapter into the GGUF adapter Friend loads", load: async () => (await import("./data/commands/adapter.ts")).runAdapterImport },
+  { name: "adapter inspect", summary: "show what a GGUF or PEFT LoRA adapter holds: rank, alpha, scale, targets", load: async () => (await import("./data/commands/adapter.ts")).runAdapterInspect },
   { name: "register", summary: "register Friend's slash commands with Discord (start-up does this too)", load: async () => (await import("./discord/register.ts")).runRegister },
 ];
 

@@ -34,6 +34,7 @@ import { ChunkQueue } from "./local/chunk-queue.ts";
 import { withDeadline } from "./local/deadline.ts";
 import { LockstepDecoder, type DecodeJobEnd } from "./local/lockstep.ts";
 import { DownloadReport, fetchModelFile } from "./local/model-download.ts";
+import { peftAdapterFile } from "./local/peft-adapter.ts";
 import { checkGgufFile, describeLoadError, llamaFailureReason, type ModelFileRole } from "./local/model-files.ts";
 import { promptBudget, scoreReply, type ReplyScore } from "./local/reply-score.ts";
 import { llamaBinary, llamaRuntime, onLlamaLog } from "./local/runtime.ts";
@@ -255,7 +256,10 @@ export class LocalBackend implements Backend {
     const started = Date.now();
     this.progress = { step: "loading", text: `loading ${modelSourceName(this.modelSource)}` };
     const modelFile = await this.localFile(this.modelSource, "model", closing);
-    const adapterFile = this.loraSource ? await this.localFile(this.loraSource, "LoRA adapter", closing) : undefined;
+    const adapterFile = !this.loraSource
+      ? undefined
+      : ((await peftAdapterFile(this.loraSource, modelFile, { ...this.files, adaptersDir: this.files.adaptersDir!, stallMs: this.files.downloadStallMs!, deadlineMs: this.files.downloadTimeoutMs!, log: this.log, signal: closing, onProgress: (step, text) => (this.progress = { step, text }) })) ??
+        (await this.localFile(this.loraSource, "LoRA adapter", closing)));
     this.unsubscribeLog ??= onLlamaLog((level, message) => this.onLlamaLog(level, message));
     this.log.info({ model: modelFile, adapter: adapterFile, threads: this.threads, gpuLayers: this.gpuLayers }, "loading local model");
 

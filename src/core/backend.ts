@@ -62,7 +62,7 @@ export interface BackendInfo {
    * While the backend gets ready (a download, a load): what it is doing, for /status and the
    * /model reply. `text` is e.g. "downloading 37% of model.gguf (1.5 GB of 4.1 GB)".
    */
-  progress?: { step: "downloading" | "loading"; text: string };
+  progress?: { step: "downloading" | "importing" | "loading"; text: string };
   /** The inference binary, once loaded (local: which llama.cpp build runs, e.g. "native build (cpu, GGML_NATIVE=ON)"). */
   binary?: string;
 }

@@ -14,13 +14,16 @@ const SRC = fileURLToPath(new URL("../../src", import.meta.url));
  */
 export const ALLOWED: Record<string, readonly string[]> = {
   core: [],
+  // File formats, and the PEFT importer built on them: below the backends and commands that use them.
+  gguf: [],
+  adapters: ["core", "gguf"],
   config: ["core"],
   reply: ["core"],
-  backends: ["core", "config", "reply"],
+  backends: ["core", "config", "reply", "gguf", "adapters"],
   conversation: ["core", "config", "reply"],
   store: ["core", "conversation"],
   ops: ["core", "config", "conversation"],
-  data: ["core", "config", "backends"],
+  data: ["core", "config", "backends", "adapters"],
   discord: ["core", "config", "conversation", "backends", "reply", "data"],
   chat: ["core", "config", "conversation", "engine", "log", "data"],
   // `friend eval` is a front end of its own, like chat: it drives the engine's parts, and only the CLI imports it.

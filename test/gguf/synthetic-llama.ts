@@ -6,7 +6,7 @@
  * `TINYLLAMA_SHAPE` is TinyLlama-1.1B: 22 layers, width 2048, FFN 5632, 32 heads with 4 KV heads
  * (grouped-query attention), 32000 tokens: about 2.2 GB as F16.
  */
-import { GgufWriter, type GgmlTypeName } from "./writer.ts";
+import { GgufWriter, type GgmlTypeName } from "../../src/gguf/writer.ts";
 
 /** Weight types for the matrices (norms stay F32, as in llama.cpp's own files). */
 export type SyntheticWeightType = Extract<GgmlTypeName, "f16" | "q8_0">;

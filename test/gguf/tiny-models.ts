@@ -30,7 +30,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GgufWriter } from "./writer.ts";
+import { GgufWriter } from "../../src/gguf/writer.ts";
 
 /** What the script model's greedy continuation of `Friend:` looks like, as raw model text. */
 export const TINY_REPLY = "Oh, I don't know.";

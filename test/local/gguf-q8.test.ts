@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { llamaRuntime } from "../../src/backends/local/runtime.ts";
 import { writeSyntheticLlama, type LlamaShape } from "../gguf/synthetic-llama.ts";
 import { writeTinyScriptModel } from "../gguf/tiny-models.ts";
-import { f16Bits, GgufWriter, Q8_0_BLOCK, toQ8_0Bytes } from "../gguf/writer.ts";
+import { f16Bits, GgufWriter, Q8_0_BLOCK, toQ8_0Bytes } from "../../src/gguf/writer.ts";
 import { TEST_BUILD, TEST_THREADS } from "./helpers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "friend-q8-"));

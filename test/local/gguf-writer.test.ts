@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readGgufFileInfo } from "node-llama-cpp";
 import { afterAll, describe, expect, it } from "vitest";
-import { f16Bits, GgufWriter } from "../gguf/writer.ts";
+import { f16Bits, GgufWriter } from "../../src/gguf/writer.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "friend-gguf-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

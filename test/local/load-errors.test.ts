@@ -176,7 +176,8 @@ describe("hostile files and slow loads (issue 10)", () => {
           const b = new LocalBackend({ modelPath: path, threads: TEST_THREADS, gpuLayers: 0, contextSize: 512, sequences: 1 });
           try {
             await b.prepare();
-            expect(bytes.equals(original)).toBe(true); // only an unchanged file loads
+            // Only an unchanged file loads, or one that says GGUF version 2: llama.cpp reads v2, whose layout is v3's.
+            expect(bytes.equals(original) || ("at" in damage && damage.at === 4 && damage.value % 2n ** 32n === 2n)).toBe(true);
           } catch (err) {
             expect(err).toBeInstanceOf(BackendError);
             expect((err as BackendError).kind).toBe("load");

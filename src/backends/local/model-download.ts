@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { resolveModelFile } from "node-llama-cpp";
+import { readGgufFileInfo, resolveModelFile } from "node-llama-cpp";
 import type { Logger } from "pino";
 import { BackendError } from "../../core/backend.ts";
 import type { ModelFileRole } from "./model-files.ts";
@@ -127,6 +127,39 @@ function limitReason(limit: Limit, options: FetchModelFileOptions, { mostBytes, 
   }
   if (mostBytes > 0) return `the transfer stopped at ${got}: nothing more arrived for ${options.stallMs / 1000} s${keep}`;
   return `nothing arrived for ${options.stallMs / 1000} s (is the address right, and the server reachable?)`;
+}
+
+/** The tokenizer's long arrays: not needed to know a model's shapes, and most of its metadata bytes. */
+const TOKENIZER_ARRAYS = ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"];
+
+/**
+ * A remote model's GGUF metadata, as a lookup by dotted key ("llama.block_count"), without
+ * downloading the model: the copy in `directory` when one is there already, else only the
+ * header's bytes over the network (node-llama-cpp reads them with range requests).
+ */
+export async function readModelMetadata(
+  source: Exclude<ModelSource, { kind: "file" }>,
+  options: Pick<FetchModelFileOptions, "directory" | "huggingFaceEndpoint" | "huggingFaceToken" | "signal">,
+): Promise<{ localFile: string } | { lookup(key: string): unknown }> {
+  const uri = source.kind === "url" ? source.url : source.uri;
+  const endpoints = options.huggingFaceEndpoint ? { endpoints: { huggingFace: options.huggingFaceEndpoint } } : {};
+  const tokens = options.huggingFaceToken ? { tokens: { huggingFace: options.huggingFaceToken } } : {};
+  const local = await resolveModelFile(uri, {
+    directory: options.directory,
+    download: false,
+    cli: false,
+    ...(source.kind === "url" ? { fileName: source.fileName } : {}),
+    ...endpoints,
+    ...tokens,
+  }).catch(() => undefined);
+  if (local) return { localFile: local };
+  try {
+    const info = await readGgufFileInfo(uri, { readTensorInfo: false, ignoreKeys: TOKENIZER_ARRAYS, logWarnings: false, signal: options.signal, fetchRetryOptions: { retries: 2 }, ...endpoints, ...tokens });
+    const metadata = info.metadata as unknown as Record<string, unknown>;
+    return { lookup: (key) => key.split(".").reduce<unknown>((node, part) => (node !== null && typeof node === "object" ? (node as Record<string, unknown>)[part] : undefined), metadata) };
+  } catch (err) {
+    throw new BackendError("load", `Cannot read the metadata of ${describeModelSource(source)}: ${downloadFailureReason(err, source)}`);
+  }
 }
 
 /** Why a download failed, in words, without the request's headers or the URL's query (either may hold a token). */

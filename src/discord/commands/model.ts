@@ -73,8 +73,8 @@ export const modelCommand: SlashCommand = {
 };
 
 /**
- * Waits for `ready`, and once a download is part of the wait (a 4 GB model takes minutes), edits
- * the reply with each new progress text. The last progress edit lands before `ready`'s own reply.
+ * Waits for `ready`, and once a download or an adapter import is part of the wait (a 4 GB model
+ * takes minutes), edits the reply with each new progress text. The last progress edit lands before `ready`'s own reply.
  */
 async function showingDownloads<T>(ready: Promise<T>, progress: () => BackendInfo["progress"], show: (text: string) => Promise<unknown>, everyMs: number): Promise<T> {
   let downloading = false;
@@ -82,7 +82,7 @@ async function showingDownloads<T>(ready: Promise<T>, progress: () => BackendInf
   let edits: Promise<unknown> = Promise.resolve();
   const timer = setInterval(() => {
     const now = progress();
-    downloading ||= now?.step === "downloading";
+    downloading ||= now?.step === "downloading" || now?.step === "importing";
     if (!downloading || !now || now.text === shown) return;
     shown = now.text;
     edits = edits.then(() => show(now.text)).catch(() => undefined);

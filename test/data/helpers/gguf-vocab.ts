@@ -1,4 +1,4 @@
-import { GgufWriter } from "../../gguf/writer.ts";
+import { GgufWriter } from "../../../src/gguf/writer.ts";
 
 /**
  * Writes a vocab-only Llama GGUF (no tensors): enough for node-llama-cpp to load with

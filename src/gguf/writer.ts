@@ -1,6 +1,7 @@
 /**
- * A small GGUF v3 writer, enough to make the models and adapters that the local-backend tests and
- * the benchmark load through node-llama-cpp (real llama.cpp inference, no downloaded weights).
+ * A small GGUF v3 writer: the adapters `friend adapter import` makes, and the models and adapters
+ * that the local-backend tests and the benchmark load through node-llama-cpp (real llama.cpp
+ * inference, no downloaded weights).
  *
  * Layout (llama.cpp's gguf.cpp): "GGUF", u32 version 3, u64 tensor count, u64 KV count, the KVs,
  * the tensor infos, then the tensor data, each tensor aligned to `general.alignment` (32).
@@ -11,6 +12,7 @@
  * sit in memory at once.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
+import { open } from "node:fs/promises";
 
 export const GGUF_MAGIC = "GGUF";
 export const GGUF_VERSION = 3;
@@ -35,7 +37,7 @@ export const GgufType = {
 export type GgufScalarType = Exclude<keyof typeof GgufType, "array">;
 
 /** ggml tensor types this writer can encode. */
-export const GgmlType = { f32: 0, f16: 1, q8_0: 8 } as const;
+export const GgmlType = { f32: 0, f16: 1, q8_0: 8, bf16: 30 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
 type Scalar = number | bigint | boolean | string;
@@ -48,10 +50,11 @@ interface Kv {
 }
 
 /**
- * Tensor contents: a ready array (small tensors), or a function that fills `chunk` with the
- * elements starting at flat index `start` (large tensors, generated as they are written).
+ * Tensor contents: a ready array (small tensors), a function that fills `chunk` with the elements
+ * starting at flat index `start` (large tensors, generated as they are written), or `load`, called
+ * just before the tensor is written (tensors read from another file one at a time; `writeAsync` only).
  */
-export type TensorData = Float32Array | ((chunk: Float32Array, start: number) => void);
+export type TensorData = Float32Array | ((chunk: Float32Array, start: number) => void) | { load(): Promise<Float32Array> };
 
 interface Tensor {
   name: string;
@@ -120,6 +123,33 @@ export class GgufWriter {
     }
   }
 
+  /**
+   * Writes the file without blocking the event loop, loading `load` tensors one at a time, so a
+   * large adapter is never in memory whole. Returns its size in bytes.
+   */
+  async writeAsync(path: string): Promise<number> {
+    const file = await open(path, "w");
+    try {
+      const head = this.header();
+      await file.write(head);
+      let written = head.length;
+      for (const t of this.tensors) {
+        const padding = align(written) - written;
+        if (padding > 0) await file.write(Buffer.alloc(padding));
+        written += padding;
+        const values = "load" in t.data ? await t.data.load() : undefined;
+        if (values && values.length !== t.elements) throw new Error(`tensor ${t.name}: ${values.length} values for shape [${t.ne.join(", ")}] (${t.elements})`);
+        for (const bytes of tensorChunks(values ? { ...t, data: values } : t)) {
+          await file.write(bytes);
+          written += bytes.length;
+        }
+      }
+      return written;
+    } finally {
+      await file.close();
+    }
+  }
+
   private kv(key: string, type: GgufScalarType, value: Scalar): this {
     this.kvs.push({ key, type, value, array: false });
     return this;
@@ -177,21 +207,42 @@ function pad(fd: number, from: number, to: number): number {
 
 function writeTensorData(fd: number, t: Tensor): number {
   let written = 0;
-  for (let start = 0; start < t.elements; start += CHUNK_ELEMENTS) {
-    const count = Math.min(CHUNK_ELEMENTS, t.elements - start);
-    let chunk: Float32Array;
-    if (t.data instanceof Float32Array) {
-      chunk = t.data.subarray(start, start + count);
-    } else {
-      chunk = new Float32Array(count);
-      t.data(chunk, start);
-    }
-    const bytes =
-      t.type === "f32" ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength) : t.type === "f16" ? toF16Bytes(chunk) : toQ8_0Bytes(chunk);
+  for (const bytes of tensorChunks(t)) {
     writeSync(fd, bytes);
     written += bytes.length;
   }
   return written;
+}
+
+/** A tensor's bytes in its ggml type, a chunk at a time. */
+function* tensorChunks(t: Tensor): Generator<Uint8Array> {
+  const { data } = t;
+  if (!(data instanceof Float32Array) && typeof data !== "function") throw new Error(`tensor ${t.name} is loaded on demand: write it with writeAsync`);
+  for (let start = 0; start < t.elements; start += CHUNK_ELEMENTS) {
+    const count = Math.min(CHUNK_ELEMENTS, t.elements - start);
+    let chunk: Float32Array;
+    if (data instanceof Float32Array) {
+      chunk = data.subarray(start, start + count);
+    } else {
+      chunk = new Float32Array(count);
+      data(chunk, start);
+    }
+    yield encodeTensor(t.type, chunk);
+  }
+}
+
+/** float32 values as the bytes of a ggml type. */
+export function encodeTensor(type: GgmlTypeName, values: Float32Array): Uint8Array {
+  switch (type) {
+    case "f32":
+      return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+    case "f16":
+      return toF16Bytes(values);
+    case "bf16":
+      return toBf16Bytes(values);
+    case "q8_0":
+      return toQ8_0Bytes(values);
+  }
 }
 
 const f32Scratch = new Float32Array(1);
@@ -221,6 +272,20 @@ export function f16Bits(value: number): number {
   const rest = mant & 0x1fff;
   if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++; // may carry into the exponent, which is right
   return sign | half;
+}
+
+/**
+ * bfloat16 bits of each value, rounded to nearest even; a NaN stays a (quiet) NaN. The same
+ * rounding as gguf-py's and ggml's `ggml_compute_fp32_to_bf16`.
+ */
+function toBf16Bytes(values: Float32Array): Uint8Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const x = bits[i]!;
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? ((x >>> 16) & 0xffff) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return new Uint8Array(out.buffer);
 }
 
 function toF16Bytes(values: Float32Array): Uint8Array {
