@@ -30,6 +30,8 @@ export interface FetchModelFileOptions {
   stallMs: number;
   /** The longest a whole download may take; what arrived is kept for the next attempt. */
   deadlineMs: number;
+  /** What the file must be: a GGUF (models and GGUF adapters, the default), or anything (a PEFT adapter's files). */
+  expect?: "gguf" | "any";
   /** How often a broken-off transfer may start again within one attempt. Default MAX_RESUMES. */
   maxResumes?: number;
   /** Stops the download, keeping what arrived for the next attempt to resume. */
@@ -72,7 +74,7 @@ export async function fetchModelFile(source: ModelSource, options: FetchModelFil
     let headers: Record<string, string> | undefined;
     // node-llama-cpp finds a file already downloaded without any request; only a missing one is probed.
     if (source.kind === "url" && !existsSync(join(options.directory, source.fileName))) {
-      ({ url: location, headers } = await resolveModelUrl(source.url, signal));
+      ({ url: location, headers } = await resolveModelUrl(source.url, signal, options.expect));
       watchdog.refresh(); // the server answered: silence is counted from here
     }
     download = resolveModelFile(location, {

@@ -26,11 +26,12 @@ export class ModelUrlError extends Error {}
 
 /**
  * Follows `url`'s redirects (at most MAX_REDIRECTS, a loop fails at once) and reads the first
- * bytes of the file it ends at, which must be a GGUF file. Credentials in the URL are sent as
+ * bytes of the file it ends at, which must be a GGUF file (unless `expect` is "any": a PEFT
+ * adapter's JSON and safetensors files). Credentials in the URL are sent as
  * Basic authorization, to the URL's own origin only. Throws ModelUrlError with the reason, or the
  * signal's reason when it aborts.
  */
-export async function resolveModelUrl(url: string, signal: AbortSignal): Promise<ResolvedModelUrl> {
+export async function resolveModelUrl(url: string, signal: AbortSignal, expect: "gguf" | "any" = "gguf"): Promise<ResolvedModelUrl> {
   const start = new URL(url);
   const headers: Record<string, string> = {};
   if (start.username || start.password) {
@@ -74,7 +75,7 @@ export async function resolveModelUrl(url: string, signal: AbortSignal): Promise
       }
       const first = await firstBytes(response, 4, signal);
       if (first.length === 0) throw new ModelUrlError("the server sent an empty file");
-      if (first.length < 4 || first.toString("latin1") !== "GGUF") {
+      if (expect === "gguf" && (first.length < 4 || first.toString("latin1") !== "GGUF")) {
         throw new ModelUrlError(`the server sent something that is not a GGUF file (it starts with ${JSON.stringify(first.toString("latin1"))}, not "GGUF")`);
       }
     } finally {

@@ -96,6 +96,7 @@ export async function downloadPeftRepository(repo: PeftRepository, options: Omit
         huggingFaceToken: options.huggingFaceToken,
         stallMs: options.stallMs,
         deadlineMs: options.deadlineMs,
+        expect: "any",
         signal: options.signal,
         onProgress: ({ downloadedBytes, totalBytes }) =>
           options.onProgress("downloading", `downloading ${file} of ${repo.uri}${totalBytes > 0 ? ` (${Math.floor((100 * downloadedBytes) / totalBytes)}%)` : ""}`),
