@@ -505,20 +505,21 @@ export class ChannelSession {
     onFirstText: () => void,
   ): Promise<Generated> {
     const signal = AbortSignal.any([failOn, stopOn]);
-    const { persona, generation } = this.ctx.settings;
+    const { persona, generation, cast } = this.ctx.settings;
     const names = recentSpeakers(turns);
     const started = Date.now();
     const stream = backend.generate({
       channelId: this.id,
       persona,
+      cast,
       turns,
-      stop: stopSequences(persona.name, names, 16),
+      stop: stopSequences(persona.name, names, cast, 16),
       maxTokens: generation.maxTokens,
       temperature: generation.temperature,
       topP: generation.topP,
       signal,
     });
-    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: names });
+    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: names, cast });
     let shown = "";
     let lastUpdate = 0;
     let firstTextMs: number | undefined;
