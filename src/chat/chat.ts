@@ -1,6 +1,7 @@
 import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
+import { findCastMember, type CastMember } from "../core/cast.ts";
 import { loadConfig, type Config } from "../config/env.ts";
 import { ConfigError } from "../config/errors.ts";
 import { envWithDotenv, type CommandIo } from "../data/commands/io.ts";
@@ -12,25 +13,27 @@ import { createLogger } from "../log.ts";
 import { TERMINAL_CHANNEL_PREFIX } from "../core/channel.ts";
 import { TerminalReply, type TerminalOutput } from "./terminal.ts";
 
-const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
+const HELP = `Usage: friend chat [--backend openai|local] [--persona NAME] [--channel NAME] [--name YOURNAME] [--raw]
 
 Talk to Friend in the terminal, through the same engine as on Discord: the same window, backends,
 stop sequences, cleaner and database (the conversation is kept as channel cli:NAME).
 
   --backend   the model to talk to (default: this channel's last choice, else FRIEND_BACKEND)
+  --persona   who answers: a cast member of config/friend.json (default: this channel's last choice, else Friend)
   --channel   which terminal conversation to continue (default: default)
   --name      what Friend calls you (default: $USER)
   --raw       also show, dimmed, the model's raw output and what the cleaner cut
 
-In the chat: /reset, /model [openai|local], /status, /raw, /quit.
+In the chat: /reset, /model [openai|local], /persona [NAME], /status, /raw, /quit.
 Ctrl-C stops a reply; Ctrl-C at the prompt or Ctrl-D leaves.`;
 
-const COMMANDS = "/reset, /model [openai|local], /status, /raw, /quit";
+const COMMANDS = "/reset, /model [openai|local], /persona [NAME], /status, /raw, /quit";
 
 /** `friend chat`: a terminal is just another place a channel lives. Returns the exit code. */
 export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     backend: { type: "string" },
+    persona: { type: "string" },
     channel: { type: "string", default: "default" },
     name: { type: "string" },
     raw: { type: "boolean", default: false },
@@ -59,17 +62,21 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   const logger = env.LOG_LEVEL
     ? createLogger({ level: config.logLevel, secrets: [config.openai.apiKey ?? "", env.HF_TOKEN ?? ""], destination: pino.destination(2) })
     : pino({ enabled: false });
+  const persona = values.persona === undefined ? undefined : findCastMember(config.settings.cast, values.persona);
+  if (values.persona !== undefined && !persona) {
+    io.err(`friend chat: --persona: "${values.persona}" is not in the cast (${config.settings.cast.map((m) => m.name).join(", ")})`);
+    return 1;
+  }
   const engine = createEngine(config, logger, {}, { userMessagesPerMinute: Number.MAX_SAFE_INTEGER });
   try {
-    return await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io);
+    return await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined, persona }, io);
   } finally {
     await engine.close(config.shutdownGraceMs);
   }
 }
 
-async function converse(engine: Engine, config: Config, channelId: string, options: { name: string; raw: boolean; backend?: BackendName }, io: CommandIo): Promise<number> {
+async function converse(engine: Engine, config: Config, channelId: string, options: { name: string; raw: boolean; backend?: BackendName; persona?: CastMember | undefined }, io: CommandIo): Promise<number> {
   const { conversation, backends } = engine;
-  const persona = config.settings.persona.name;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const out: TerminalOutput = { write: (text) => void process.stdout.write(text), color: tty || Boolean(io.env.FORCE_COLOR) };
   const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${text})\x1b[22m` : `(${text})`}\n`);
@@ -86,8 +93,9 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
     }
     conversation.setBackend(channelId, options.backend);
   }
+  if (options.persona) conversation.setPersona(channelId, options.persona);
   const turns = conversation.windowSize(channelId)?.turns;
-  note(`talking to ${persona} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
+  note(`talking to ${conversation.personaOf(channelId).name} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
 
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${options.name}> `, terminal: tty });
   const prompt = () => tty && rl.prompt();
@@ -104,7 +112,7 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
       const name = conversation.backendOf(channelId);
       const window = conversation.windowSize(channelId);
       const local = backends.created().find((b) => b.name === "local")?.describe();
-      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}`);
+      note(`${conversation.personaOf(channelId).name} on ${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}`);
     },
     model: async (arg) => {
       if (!arg) return note(`using ${describe(engine, conversation.backendOf(channelId))}`);
@@ -114,6 +122,13 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
       if (reason) return note(`can't switch to ${arg}: ${reason}`);
       conversation.setBackend(channelId, arg as BackendName);
       note(`switched to ${describe(engine, arg as BackendName)}`);
+    },
+    persona: (arg) => {
+      if (!arg) return note(`${conversation.personaOf(channelId).name} answers here; the cast: ${config.settings.cast.map((m) => m.name).join(", ")}`);
+      const character = findCastMember(config.settings.cast, arg);
+      if (!character) return note(`there's no "${arg}" in the cast; choose one of ${config.settings.cast.map((m) => m.name).join(", ")}`);
+      conversation.setPersona(channelId, character);
+      note(`${character.name} answers from your next message`);
     },
     quit: () => {
       quitting = true;
@@ -147,7 +162,7 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
     }
     // One exchange at a time, as in a conversation: the next line waits for this reply.
     work = work.then(async () => {
-      const sink = new TerminalReply(out, persona, () => raw);
+      const sink = new TerminalReply(out, conversation.personaOf(channelId).name, () => raw);
       conversation.submit({ id: `${channelId}:${Date.now()}:${++count}`, channelId, authorId: channelId, authorName: options.name, text, at: Date.now() }, sink);
       await conversation.idle(channelId);
       prompt();

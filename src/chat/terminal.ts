@@ -1,3 +1,4 @@
+import type { CastMember } from "../core/cast.ts";
 import type { ReplySink } from "../conversation/session.ts";
 
 /** Where the terminal chat writes; `color` dims the --raw view. */
@@ -17,12 +18,20 @@ export class TerminalReply implements ReplySink {
   #printed = "";
   #started = false;
   #raw = "";
+  /** The label printed before the reply: the character the turn speaks as. */
+  #speaker: string;
 
   constructor(
     private readonly out: TerminalOutput,
-    private readonly persona: string,
+    persona: string,
     private readonly showRaw: () => boolean,
-  ) {}
+  ) {
+    this.#speaker = persona;
+  }
+
+  speakAs(character: CastMember): void {
+    this.#speaker = character.name;
+  }
 
   async typing(): Promise<void> {}
 
@@ -49,7 +58,7 @@ export class TerminalReply implements ReplySink {
 
   #print(text: string): void {
     if (!this.#started) {
-      this.out.write(`${this.persona}: `);
+      this.out.write(`${this.#speaker}: `);
       this.#started = true;
     }
     this.out.write(text);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Settings } from "../config/settings.ts";
 import { BackendError, type Backend, type BackendName } from "../core/backend.ts";
+import type { CastMember } from "../core/cast.ts";
 import { Admission } from "./admission.ts";
 import type { ConversationEvent, DropReason } from "./events.ts";
 import { FloodGate } from "./flood.ts";
@@ -128,7 +129,7 @@ export class Conversation {
     const accepted: AcceptedMessage = {
       channelId: message.channelId,
       authorId: message.authorId,
-      turn: { author: speakerName(message.authorName, persona.name), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
+      turn: { author: speakerName(message.authorName, session.character.name, this.options.settings.cast), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
       ...(trimmed ? { trimmed } : {}),
     };
     if (this.#closing) {
@@ -207,6 +208,16 @@ export class Conversation {
   /** Settles once the channel has no turn running. */
   idle(channelId: string): Promise<void> {
     return this.#sessions.get(channelId)?.idle() ?? Promise.resolve();
+  }
+
+  /** The cast member the channel's next turn speaks as. */
+  personaOf(channelId: string): CastMember {
+    return this.#session(channelId).character;
+  }
+
+  /** /persona: the channel speaks as `character` from its next turn. */
+  setPersona(channelId: string, character: CastMember): void {
+    this.#session(channelId).setPersona(character);
   }
 
   backendOf(channelId: string): BackendName {

@@ -2,6 +2,8 @@ import type { Logger } from "pino";
 import type { Settings } from "../config/settings.ts";
 import { untilAborted, withinDeadline } from "../core/abort.ts";
 import { BackendError, type Backend, type BackendErrorKind, type BackendName, type GenerationStats } from "../core/backend.ts";
+import { findCastMember, type CastMember } from "../core/cast.ts";
+import { personaAs, type Persona } from "../core/persona.ts";
 import type { Turn } from "../core/turn.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
 import { stopSequences } from "../reply/speakers.ts";
@@ -29,6 +31,8 @@ export interface ReplySink {
   notice?(text: string): Promise<void>;
   /** Optional: each chunk of the model's raw output, before cleaning (the terminal's --raw view). */
   raw?(chunk: string): void;
+  /** Optional: who speaks this turn, told once before anything is shown (Discord posts under their name and avatar). */
+  speakAs?(character: CastMember): void;
 }
 
 /** A user's turn waiting for Friend, with where its reply goes. */
@@ -112,6 +116,9 @@ export class ChannelSession {
   #window: ChannelWindow | undefined;
   #epoch = 0;
   #backend: BackendName | undefined;
+  #persona: string | undefined;
+  /** Who speaks in the turn running now: read once at its start, so /persona never changes a reply in flight. */
+  #speaker: Persona;
   #running: Promise<void> | null = null;
   /** Stops the generation in flight at the user's request (Ctrl-C in the terminal). */
   #userStop: AbortController | null = null;
@@ -119,7 +126,9 @@ export class ChannelSession {
   constructor(
     readonly id: string,
     private readonly ctx: SessionContext,
-  ) {}
+  ) {
+    this.#speaker = ctx.settings.persona;
+  }
 
   /** Answering or holding messages: such a session is never evicted. */
   get busy(): boolean {
@@ -142,6 +151,31 @@ export class ChannelSession {
       this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
       return this.ctx.defaultBackend;
     }
+  }
+
+  /**
+   * The cast member this channel's next turn speaks as: its /persona choice, else the configured
+   * persona's entry. A stored name no longer in the cast, or a store that cannot be read, gives the
+   * default (the store is asked again next time).
+   */
+  get character(): CastMember {
+    const { cast, persona } = this.ctx.settings;
+    const fallback = findCastMember(cast, persona.name)!;
+    if (this.#persona === undefined) {
+      try {
+        this.#persona = this.ctx.store.getPersona(this.id) ?? persona.name;
+      } catch (err) {
+        this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
+        return fallback;
+      }
+    }
+    return findCastMember(cast, this.#persona) ?? fallback;
+  }
+
+  /** /persona: applies from the next turn; a reply in flight finishes as the character that started it. Kept through /reset. */
+  setPersona(character: CastMember): void {
+    this.#persona = character.name;
+    this.#write("save the channel's persona", (store) => store.setPersona(this.id, character.name));
   }
 
   /** True when the message is waiting or being answered. */
@@ -297,7 +331,10 @@ export class ChannelSession {
     const backend = this.backend;
     const last = batch.at(-1)!;
     const sink = last.sink;
-    const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend });
+    const character = this.character;
+    this.#speaker = personaAs(this.ctx.settings.persona, character);
+    sink.speakAs?.(character);
+    const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend, persona: character.name });
     const userTurns = batch.map((p) => p.turn);
     const started = Date.now();
     if (batch.length > 1) this.ctx.emit({ type: "coalesced", backend, count: batch.length });
@@ -326,9 +363,9 @@ export class ChannelSession {
       log.info("the channel was reset during this reply: posted, not remembered");
       return;
     }
-    const { persona } = this.ctx.settings;
     const said = outcome.kind === "reply" ? outcome.post : null;
-    const friendTurn: Turn | null = said ? { author: persona.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
+    // Recorded under the character that said it, so the next prompt reads as a script of who said what.
+    const friendTurn: Turn | null = said ? { author: character.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
     // A window that could not be read stays unread (read again next turn); the store keeps the turns.
     this.#window?.push(...userTurns, ...(friendTurn ? [friendTurn] : []));
     this.#write("save a reply", (store) => store.complete(this.id, userTurns, friendTurn));
@@ -505,7 +542,8 @@ export class ChannelSession {
     onFirstText: () => void,
   ): Promise<Generated> {
     const signal = AbortSignal.any([failOn, stopOn]);
-    const { persona, generation, cast } = this.ctx.settings;
+    const { generation, cast } = this.ctx.settings;
+    const persona = this.#speaker;
     const names = recentSpeakers(turns);
     const started = Date.now();
     const stream = backend.generate({

@@ -42,4 +42,7 @@ export interface ConversationStore {
   isKnown(messageId: string): boolean;
   getBackend(channelId: string): BackendName | undefined;
   setBackend(channelId: string, backend: BackendName): void;
+  /** The cast member's name the channel chose with /persona; kept through /reset. */
+  getPersona(channelId: string): string | undefined;
+  setPersona(channelId: string, name: string): void;
 }

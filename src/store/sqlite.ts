@@ -5,6 +5,7 @@ import { dirname } from "node:path";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
 import type { AcceptedMessage, ConversationStore } from "../conversation/store.ts";
 import type { Turn } from "../core/turn.ts";
+import type { WebhookCredentials, WebhookStore } from "../core/webhook.ts";
 
 /** Each entry moves the schema one version up; never edit one that has shipped, add another. */
 const MIGRATIONS: string[] = [
@@ -47,6 +48,18 @@ const MIGRATIONS: string[] = [
      pid INTEGER NOT NULL,
      host TEXT NOT NULL,
      heartbeat_at INTEGER NOT NULL
+   );`,
+  // 4: each channel's /persona, and the webhook Friend posts through there (its token is a secret).
+  `CREATE TABLE personas (
+     channel_id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE webhooks (
+     channel_id TEXT PRIMARY KEY,
+     webhook_id TEXT NOT NULL,
+     token TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
    );`,
 ];
 
@@ -108,7 +121,7 @@ function turnOf(r: TurnRow): Turn {
  * Friend's durable state in SQLite (WAL mode): each channel's backend choice and conversation
  * window, the messages accepted but not yet answered, and the message ids already answered.
  */
-export class SqliteStore implements ConversationStore {
+export class SqliteStore implements ConversationStore, WebhookStore {
   readonly #db: Database.Database;
   readonly #maxTurns: number;
   readonly #answeredRetentionMs: number;
@@ -144,6 +157,15 @@ export class SqliteStore implements ConversationStore {
       setBackend: db.prepare(
         "INSERT INTO channels (channel_id, backend, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET backend = excluded.backend, updated_at = excluded.updated_at",
       ),
+      getPersona: db.prepare<[string]>("SELECT name FROM personas WHERE channel_id = ?"),
+      setPersona: db.prepare(
+        "INSERT INTO personas (channel_id, name, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+      ),
+      getWebhook: db.prepare<[string]>("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?"),
+      setWebhook: db.prepare(
+        "INSERT INTO webhooks (channel_id, webhook_id, token, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token, updated_at = excluded.updated_at",
+      ),
+      forgetWebhook: db.prepare("DELETE FROM webhooks WHERE channel_id = ?"),
       probe: db.prepare("INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"),
       readProbe: db.prepare("SELECT (SELECT count(*) FROM (SELECT 1 FROM turns LIMIT 1)) + (SELECT count(*) FROM (SELECT 1 FROM accepted LIMIT 1)) AS n"),
       owner: db.prepare("SELECT pid, host, heartbeat_at FROM instance WHERE id = 1"),
@@ -226,6 +248,24 @@ export class SqliteStore implements ConversationStore {
 
   setBackend(channelId: string, backend: BackendName): void {
     this.#write("save the channel's backend", () => this.#q.setBackend.run(channelId, backend, Date.now()));
+  }
+
+  getPersona(channelId: string): string | undefined {
+    return this.#read(() => (this.#q.getPersona.get(channelId) as { name: string } | undefined)?.name);
+  }
+
+  setPersona(channelId: string, name: string): void {
+    this.#write("save the channel's persona", () => this.#q.setPersona.run(channelId, name, Date.now()));
+  }
+
+  /** The webhook Friend posts through in a channel (see WebhookStore). */
+  getWebhook(channelId: string): WebhookCredentials | undefined {
+    const row = this.#read(() => this.#q.getWebhook.get(channelId) as { webhook_id: string; token: string } | undefined);
+    return row && { id: row.webhook_id, token: row.token };
+  }
+
+  setWebhook(channelId: string, webhook: WebhookCredentials | null): void {
+    this.#write("save the channel's webhook", () => (webhook ? this.#q.setWebhook.run(channelId, webhook.id, webhook.token, Date.now()) : this.#q.forgetWebhook.run(channelId)));
   }
 
   /**

@@ -4,6 +4,7 @@ import { Conversation, type ConversationOptions, type IncomingMessage } from "..
 import type { ConversationEvent } from "../../src/conversation/events.ts";
 import type { ReplySink } from "../../src/conversation/session.ts";
 import type { ConversationStore } from "../../src/conversation/store.ts";
+import type { CastMember } from "../../src/core/cast.ts";
 import type { Backend, BackendInfo, BackendName, GenerateRequest, GenerationStats } from "../../src/core/backend.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 
@@ -152,6 +153,10 @@ export class RecordingSink implements ReplySink {
 
   async notice(text: string): Promise<void> {
     this.events.push(`notice:${text}`);
+  }
+
+  speakAs(character: CastMember): void {
+    this.events.push(`as:${character.name}`);
   }
 
   /** What was posted in the end, if anything. */

@@ -61,9 +61,10 @@ export interface MessagePayload {
   referenced_message?: MessagePayload;
 }
 
-export interface InteractionOption { name: string; type: number; value: string | number | boolean }
+export interface InteractionOption { name: string; type: number; value: string | number | boolean; focused?: boolean }
 export interface InteractionPayload {
-  id: string; application_id: string; type: 2; token: string; version: 1;
+  /** 2: a slash command; 4: autocomplete for one of its options (the one marked focused). */
+  id: string; application_id: string; type: 2 | 4; token: string; version: 1;
   guild_id?: string; channel_id: string; channel: Record<string, unknown>;
   member?: MemberPayload; user?: UserPayload;
   data: { id: string; name: string; type: 1; options?: InteractionOption[]; guild_id?: string };
@@ -229,13 +230,16 @@ export class FakeDiscord {
     this.dispatch("MESSAGE_CREATE", stored.payload);
   }
 
-  /** Injects a chat-input INTERACTION_CREATE. dm sends it from the user's DM with the bot (context 1). */
+  /**
+   * Injects a chat-input INTERACTION_CREATE. dm sends it from the user's DM with the bot (context 1);
+   * autocomplete sends the suggestions request for the option marked focused (answered with type 8).
+   */
   sendInteraction(opts: {
-    channelId: string; user: FakeUser; name: string; options?: InteractionOption[]; permissions?: string; dm?: boolean;
+    channelId: string; user: FakeUser; name: string; options?: InteractionOption[]; permissions?: string; dm?: boolean; autocomplete?: boolean;
   }): InteractionPayload {
     const dmChannelId = opts.dm ? this.dmChannelId(opts.user) : undefined;
     const common = {
-      id: snowflake(), application_id: this.applicationId, type: 2 as const, token: `aW50ZXJhY3Rpb24${randomBytes(48).toString("base64url")}`,
+      id: snowflake(), application_id: this.applicationId, type: opts.autocomplete ? (4 as const) : (2 as const), token: `aW50ZXJhY3Rpb24${randomBytes(48).toString("base64url")}`,
       version: 1 as const, app_permissions: EVERYONE_PERMISSIONS, locale: "en-US", entitlements: [] as [], attachment_size_limit: 10_485_760,
       data: { id: this.commandId(opts.name), name: opts.name, type: 1 as const, ...(opts.options && { options: opts.options }) },
     };
@@ -477,6 +481,8 @@ export class FakeDiscord {
       if (!interaction) return notFound("Unknown interaction", 10062);
       if (interaction.acked) return { status: 400, body: { message: "Interaction has already been acknowledged.", code: 40060 } };
       const { type, data } = call.body as { type: number; data?: MessageBody };
+      // Suggestions are only ever the answer to an autocomplete request, and a command never gets them.
+      if ((type === 8) !== (interaction.payload.type === 4)) return { status: 400, body: { message: "Invalid Form Body", code: 50035 } };
       const invalid = type === 4 ? this.rejectMessageBody(interaction.payload.channel_id, data ?? null, call.files) : null;
       if (invalid) return invalid;
       interaction.acked = true;
