@@ -20,6 +20,8 @@ export interface IncomingMessage {
   authorName: string;
   text: string;
   at: number;
+  /** It replies to a character's message: that character answers it, whoever the channel's persona is. */
+  character?: string;
 }
 
 /** What /reset adds when the database could not record the reset yet. */
@@ -131,6 +133,7 @@ export class Conversation {
       authorId: message.authorId,
       turn: { author: speakerName(message.authorName, session.character.name, this.options.settings.cast), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
       ...(trimmed ? { trimmed } : {}),
+      ...(message.character !== undefined ? { character: message.character } : {}),
     };
     if (this.#closing) {
       session.defer(accepted);

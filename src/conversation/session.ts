@@ -41,6 +41,8 @@ export interface PendingTurn {
   sink: ReplySink;
   /** The text was cut to the input bounds: the reply says so. */
   trimmed?: boolean;
+  /** The cast member it replies to, who answers it instead of the channel's persona. */
+  character?: string;
 }
 
 /** What every session shares: settings, the store, the backends, admission and the shutdown signal. */
@@ -196,7 +198,7 @@ export class ChannelSession {
   /** Takes a new message: durable (once the store takes it) before any work on it starts. */
   accept(message: AcceptedMessage, sink: ReplySink): { result: "started" | "queued"; dropped?: PendingTurn } {
     this.defer(message);
-    return this.#enqueue({ turn: message.turn, sink, ...(message.trimmed ? { trimmed: true } : {}) });
+    return this.#enqueue({ turn: message.turn, sink, ...(message.trimmed ? { trimmed: true } : {}), ...(message.character !== undefined ? { character: message.character } : {}) });
   }
 
   /** Keeps a message for the next start (Friend is shutting down): durable, unanswered. */
@@ -331,7 +333,8 @@ export class ChannelSession {
     const backend = this.backend;
     const last = batch.at(-1)!;
     const sink = last.sink;
-    const character = this.character;
+    // A reply to a character's message is answered by that character.
+    const character = (last.character !== undefined && findCastMember(this.ctx.settings.cast, last.character)) || this.character;
     this.#speaker = personaAs(this.ctx.settings.persona, character);
     sink.speakAs?.(character);
     const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend, persona: character.name });

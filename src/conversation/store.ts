@@ -10,6 +10,8 @@ export interface AcceptedMessage {
   turn: Turn & { messageId: string };
   /** The text was cut to the input bounds, and the reply says so (not stored). */
   trimmed?: boolean;
+  /** The cast member it replies to, who answers it (not stored: after a restart the channel's persona does). */
+  character?: string;
 }
 
 /**

@@ -10,8 +10,8 @@ export interface CommandContext {
   backends: Backends;
   startedAt: number;
   version: string;
-  /** Someone chose a channel's persona: the one told why, if Friend cannot post under the character's name there. */
-  onPersonaSet?(channelId: string, userId: string): void;
+  /** Why Friend cannot post under a character's own name in a channel (a DM, no Manage Webhooks, the limit); null when it can. */
+  characterPosting?(channelId: string): Promise<string | null>;
 }
 
 /** One slash command: its registration payload and its handler, in one module. */

@@ -29,7 +29,7 @@ export const personaCommand: SlashCommand = {
     await interaction.respond(castChoices(config.settings.cast, interaction.options.getFocused()));
   },
 
-  async execute(interaction, { config, conversation, onPersonaSet }) {
+  async execute(interaction, { config, conversation, characterPosting }) {
     const { cast } = config.settings;
     const channelId = interaction.channelId;
     const current = conversation.personaOf(channelId);
@@ -48,9 +48,13 @@ export const personaCommand: SlashCommand = {
       await interaction.reply({ content: "You need the Manage Channels permission in this channel to choose who answers here.", flags: MessageFlags.Ephemeral });
       return;
     }
+    // Finding or creating the channel's webhook can take longer than Discord's 3-second limit.
+    await interaction.deferReply({ flags: MessageFlags.Ephemeral });
     // A reply in flight finishes as the character that started it; this applies from the next turn.
     conversation.setPersona(channelId, character);
-    onPersonaSet?.(channelId, interaction.user.id);
-    await interaction.reply({ content: `From the next message on, **${character.name}** answers in this channel.`, flags: MessageFlags.Ephemeral });
+    const set = `From the next message on, **${character.name}** answers in this channel.`;
+    // Whoever chose the persona is told, here and once, why the character will not have their own name and avatar.
+    const why = character.name === config.settings.persona.name ? null : await characterPosting?.(channelId).catch(() => null);
+    await interaction.editReply(why ? `${set} I can't post under ${character.name}'s own name and avatar here (${why}), so my messages will start with **${character.name}:** instead.` : set);
   },
 };
