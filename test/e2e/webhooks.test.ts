@@ -107,6 +107,23 @@ describe("posting as a character through the channel's webhook", () => {
     expect(world.logs.raw).not.toContain(second!.token);
   });
 
+  it("a long reply is split as today and paced through the webhook's rate limit: every part lands, in order", async () => {
+    const discord = await FakeDiscord.start();
+    world = await startWorld({ discord, settings: (c) => ((c.settings.generation.maxTokens = 4096), (c.settings.generation.timeoutMs = 20_000)) });
+    const channel = discord.channelIds[0]!;
+    world.friend.store.setPersona(channel, "Ross");
+    const paragraphs = Array.from({ length: 7 }, (_, i) => `Part ${i + 1}. ${"We were on a break. ".repeat(70).trim()}`);
+    world.openai.script({ text: paragraphs.join("\n\n"), chunks: paragraphs.map((p, i) => (i ? `\n\n${p}` : p)) });
+    discord.sendMessage({ channelId: channel, author: discord.user({ name: "alice" }), content: `${mention(world)} explain`, mentions: [discord.botUser as never] });
+    await eventually(() => world!.logs.lines.some((l) => l.msg === "answered"), "the whole reply posted", 20_000);
+    const posted = discord.webhookMessages(channel);
+    expect(posted.map((m) => m.content)).toEqual(paragraphs);
+    expect(posted.every((m) => m.username === "Ross" && m.body.allowed_mentions.parse.length === 0)).toBe(true);
+    // Seven posts cannot fit one 2-second window of five: the sixth waited for the bucket.
+    const times = executes(discord).map((c) => c.at);
+    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(1500);
+  }, 30_000);
+
   it("posts into a thread through its parent's webhook, with thread_id", async () => {
     const discord = await FakeDiscord.start();
     const parent = discord.channelIds[0]!;
