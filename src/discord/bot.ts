@@ -53,11 +53,16 @@ export class FriendBot {
     });
     this.webhooks = new CharacterWebhooks(this.client.rest, options.webhookStore, () => this.client.application?.id, options.logger);
     const base = options.config.settings.persona.name;
-    this.#posterFor = (character, trigger) =>
-      character.name === base
+    // Friend itself posts as the bot, unless catch-up is finishing a reply begun through the webhook.
+    this.#posterFor = (character, trigger, begun) =>
+      character.name === base && begun === 0
         ? null
-        : new CharacterPoster(this.webhooks, character, trigger, (reason) =>
-            options.logger.debug({ channel: trigger.channelId, persona: character.name, reason }, "posting as Friend with the character's name in bold"),
+        : new CharacterPoster(
+            this.webhooks,
+            character,
+            trigger,
+            (reason) => options.logger.debug({ channel: trigger.channelId, persona: character.name, reason }, "posting as Friend with the character's name in bold"),
+            begun,
           );
   }
 
@@ -128,7 +133,7 @@ export class FriendBot {
     const botId = this.client.user?.id;
     // Every part of a reply replies to the trigger, so a reply cut off between its parts is found whole.
     const begun = [...(later?.values() ?? [])].filter((m) => m.author.id === botId && m.reference?.messageId === messageId).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
-    return new DiscordReply(trigger, begun, this.#posterFor);
+    return new DiscordReply(trigger, begun, this.#posterFor, this.webhooks.begun(messageId));
   }
 
   #onMessage(message: Message): void {

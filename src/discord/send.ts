@@ -32,6 +32,8 @@ export interface PartPoster {
   remove(part: PostedPart): Promise<void>;
   /** Characters each part must leave free (the bold name a fallback post starts with). */
   readonly reserve: number;
+  /** The whole reply is on Discord. */
+  finished?(): void;
 }
 
 /** Friend's own replies to the trigger; every part replies to it, so catch-up finds them after a crash. */
@@ -61,8 +63,11 @@ export class BotPoster implements PartPoster {
   }
 }
 
-/** Picks, at the start of a turn, how the character speaking posts; null keeps Friend's own replies. */
-export type PosterFor = (character: CastMember, trigger: Message<boolean>) => PartPoster | null;
+/**
+ * Picks, at the start of a turn, how the character speaking posts; null keeps Friend's own replies.
+ * `begun`: how many webhook messages of this reply are already on Discord (catch-up after a crash).
+ */
+export type PosterFor = (character: CastMember, trigger: Message<boolean>, begun: number) => PartPoster | null;
 
 /** Runs a Discord call, once more if the socket was closed under it: a reply must not be lost to a stale connection. */
 export async function retryClosedSocket<T>(call: () => Promise<T>): Promise<T> {
@@ -88,21 +93,26 @@ export class DiscordReply implements ReplySink {
 
   /**
    * `posted`: the parts of a reply already on Discord (found after a restart), edited instead of
-   * posted anew. `posterFor`: how a character other than Friend posts (a webhook).
+   * posted anew: Friend's own messages, or the ids of a character's webhook messages
+   * (`webhookParts`). `posterFor`: how a character other than Friend posts (a webhook).
    */
   constructor(
     private readonly trigger: Message<boolean>,
     posted: readonly Message<boolean>[] = [],
     private readonly posterFor?: PosterFor,
+    webhookParts: readonly string[] = [],
   ) {
-    this.#parts = posted.map((message) => ({ id: message.id, content: message.content, message }));
+    this.#parts = webhookParts.length
+      ? webhookParts.map((id) => ({ id, content: "" }))
+      : posted.map((message) => ({ id: message.id, content: message.content, message }));
     this.#poster = new BotPoster(trigger);
   }
 
   /** Told once at the start of the turn; a reply already begun (catch-up) goes on as it was posted. */
   speakAs(character: CastMember): void {
-    if (this.#parts.length > 0) return;
-    this.#poster = this.posterFor?.(character, this.trigger) ?? new BotPoster(this.trigger);
+    const begunAsCharacter = this.#parts.filter((p) => !p.message).length;
+    if (this.#parts.length > 0 && !begunAsCharacter) return;
+    this.#poster = this.posterFor?.(character, this.trigger, begunAsCharacter) ?? new BotPoster(this.trigger);
   }
 
   async typing(): Promise<void> {
@@ -123,6 +133,7 @@ export class DiscordReply implements ReplySink {
       const chunks = this.#split(text);
       for (const [i, chunk] of chunks.entries()) await this.#show(i, chunk);
       await this.#removeFrom(chunks.length);
+      this.#poster.finished?.();
     });
   }
 

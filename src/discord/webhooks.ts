@@ -103,6 +103,29 @@ export class CharacterWebhooks {
     }
   }
 
+  /** Remembers a webhook message as part `part` of the reply to `triggerId`, for catch-up after a crash. */
+  begin(triggerId: string, part: number, messageId: string): void {
+    this.#safely("remember a begun reply", () => this.store.beginWebhookPart(triggerId, part, messageId));
+  }
+
+  /** The webhook messages of an unfinished reply to `triggerId` (none when the store cannot be read). */
+  begun(triggerId: string): string[] {
+    return this.#safely("read a begun reply", () => this.store.webhookParts(triggerId)) ?? [];
+  }
+
+  finished(triggerId: string): void {
+    this.#safely("forget a finished reply", () => this.store.forgetWebhookParts(triggerId));
+  }
+
+  #safely<T>(what: string, run: () => T): T | undefined {
+    try {
+      return run();
+    } catch (err) {
+      this.logger.warn({ err, what }, "webhook bookkeeping in the database failed");
+      return undefined;
+    }
+  }
+
   async execute(target: WebhookTarget, character: CastMember, content: string): Promise<PostedPart> {
     const body = { content, username: character.name, ...(character.avatarUrl ? { avatar_url: character.avatarUrl } : {}), allowed_mentions: NO_MENTIONS };
     const query = new URLSearchParams({ wait: "true", ...(target.threadId ? { thread_id: target.threadId } : {}) });
@@ -191,6 +214,8 @@ export class CharacterWebhooks {
 export class CharacterPoster implements PartPoster {
   #target: Promise<WebhookTarget | FallbackReason> | undefined;
   #recreated = false;
+  /** The index the next webhook message gets among this reply's parts. */
+  #nextPart: number;
   readonly #fallback: BotPoster;
   readonly reserve: number;
 
@@ -199,7 +224,10 @@ export class CharacterPoster implements PartPoster {
     private readonly character: CastMember,
     private readonly trigger: Message<boolean>,
     private readonly onFallback: (reason: FallbackReason) => void,
+    /** Webhook messages of this reply already on Discord (catch-up after a crash). */
+    begun = 0,
   ) {
+    this.#nextPart = begun;
     this.#fallback = new BotPoster(trigger, `**${character.name}:** `);
     this.reserve = this.#fallback.reserve;
   }
@@ -212,7 +240,9 @@ export class CharacterPoster implements PartPoster {
         return this.#fallback.post(content);
       }
       try {
-        return await this.webhooks.execute(target, this.character, content);
+        const part = await this.webhooks.execute(target, this.character, content);
+        this.webhooks.begin(this.trigger.id, this.#nextPart++, part.id);
+        return part;
       } catch (err) {
         if (!this.#retryAfter(err, target)) throw err;
       }
@@ -221,7 +251,7 @@ export class CharacterPoster implements PartPoster {
 
   async edit(part: PostedPart, content: string): Promise<PostedPart> {
     if (part.message) return this.#fallback.edit(part, content);
-    const target = await this.#target!;
+    const target = await (this.#target ??= this.webhooks.targetFor(this.trigger.channel));
     if (typeof target === "string") throw new Error("a webhook part without a webhook");
     try {
       return await this.webhooks.edit(target, part.id, content);
@@ -234,11 +264,15 @@ export class CharacterPoster implements PartPoster {
 
   async remove(part: PostedPart): Promise<void> {
     if (part.message) return this.#fallback.remove(part);
-    const target = await this.#target!;
+    const target = await (this.#target ??= this.webhooks.targetFor(this.trigger.channel));
     if (typeof target === "string") return;
     await this.webhooks.delete(target, part.id).catch((err: unknown) => {
       if ((err as WebhookError).code !== 10008 && (err as WebhookError).code !== 10015) throw err; // already gone
     });
+  }
+
+  finished(): void {
+    this.webhooks.finished(this.trigger.id);
   }
 
   /** 404 Unknown Webhook: forgets it and, once per reply, looks again (which creates a new one). */

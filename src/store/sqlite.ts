@@ -49,7 +49,8 @@ const MIGRATIONS: string[] = [
      host TEXT NOT NULL,
      heartbeat_at INTEGER NOT NULL
    );`,
-  // 4: each channel's /persona, and the webhook Friend posts through there (its token is a secret).
+  // 4: each channel's /persona, the webhook Friend posts characters through there (its token is a
+  // secret), and the webhook messages of a reply not yet finished (catch-up edits them after a crash).
   `CREATE TABLE personas (
      channel_id TEXT PRIMARY KEY,
      name TEXT NOT NULL,
@@ -60,6 +61,13 @@ const MIGRATIONS: string[] = [
      webhook_id TEXT NOT NULL,
      token TEXT NOT NULL,
      updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE webhook_parts (
+     trigger_id TEXT NOT NULL,
+     part INTEGER NOT NULL,
+     message_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     PRIMARY KEY (trigger_id, part)
    );`,
 ];
 
@@ -166,6 +174,10 @@ export class SqliteStore implements ConversationStore, WebhookStore {
         "INSERT INTO webhooks (channel_id, webhook_id, token, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token, updated_at = excluded.updated_at",
       ),
       forgetWebhook: db.prepare("DELETE FROM webhooks WHERE channel_id = ?"),
+      addPart: db.prepare("INSERT INTO webhook_parts (trigger_id, part, message_id, at) VALUES (?, ?, ?, ?) ON CONFLICT (trigger_id, part) DO UPDATE SET message_id = excluded.message_id, at = excluded.at"),
+      parts: db.prepare<[string]>("SELECT message_id FROM webhook_parts WHERE trigger_id = ? ORDER BY part"),
+      forgetParts: db.prepare("DELETE FROM webhook_parts WHERE trigger_id = ?"),
+      forgetOldParts: db.prepare("DELETE FROM webhook_parts WHERE at < ?"),
       probe: db.prepare("INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"),
       readProbe: db.prepare("SELECT (SELECT count(*) FROM (SELECT 1 FROM turns LIMIT 1)) + (SELECT count(*) FROM (SELECT 1 FROM accepted LIMIT 1)) AS n"),
       owner: db.prepare("SELECT pid, host, heartbeat_at FROM instance WHERE id = 1"),
@@ -266,6 +278,23 @@ export class SqliteStore implements ConversationStore, WebhookStore {
 
   setWebhook(channelId: string, webhook: WebhookCredentials | null): void {
     this.#write("save the channel's webhook", () => (webhook ? this.#q.setWebhook.run(channelId, webhook.id, webhook.token, Date.now()) : this.#q.forgetWebhook.run(channelId)));
+  }
+
+  beginWebhookPart(triggerId: string, part: number, messageId: string): void {
+    const now = Date.now();
+    this.#write("remember a begun reply", () => {
+      this.#q.addPart.run(triggerId, part, messageId, now);
+      // Catch-up never looks further back than a few days; what a crash left older is forgotten.
+      if (++this.#saves % 500 === 1) this.#q.forgetOldParts.run(now - this.#answeredRetentionMs);
+    });
+  }
+
+  webhookParts(triggerId: string): string[] {
+    return this.#read(() => (this.#q.parts.all(triggerId) as { message_id: string }[]).map((r) => r.message_id));
+  }
+
+  forgetWebhookParts(triggerId: string): void {
+    this.#write("forget a finished reply's parts", () => this.#q.forgetParts.run(triggerId));
   }
 
   /**
