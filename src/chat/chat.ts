@@ -112,7 +112,7 @@ async function converse(engine: Engine, config: Config, channelId: string, optio
       const name = conversation.backendOf(channelId);
       const window = conversation.windowSize(channelId);
       const local = backends.created().find((b) => b.name === "local")?.describe();
-      note(`${conversation.personaOf(channelId).name} on ${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}`);
+      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}; persona ${conversation.personaOf(channelId).name}`);
     },
     model: async (arg) => {
       if (!arg) return note(`using ${describe(engine, conversation.backendOf(channelId))}`);

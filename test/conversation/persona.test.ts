@@ -16,7 +16,7 @@ describe("/persona in a channel", () => {
     // Friend's turn: a `Joey:` line is someone else's, so it is cut.
     first.say("Sure thing.\nJoey: hey!").end();
     expect(await s1.finished.promise).toBe("Sure thing.");
-    expect(s1.events[0]).toBe("as:Friend");
+    expect(s1.speakers).toEqual(["Friend"]);
     expect(first.request.persona.name).toBe("Friend");
     expect(first.request.stop).toContain("\nJoey:");
 
@@ -30,7 +30,7 @@ describe("/persona in a channel", () => {
     // Joey's own label is stripped; Friend's is a follow-on now.
     second.say("Joey Tribbiani: How you doin'?\nFriend: hi").end();
     expect(await s2.finished.promise).toBe("How you doin'?");
-    expect(s2.events[0]).toBe("as:Joey");
+    expect(s2.speakers).toEqual(["Joey"]);
     await conversation.idle("c");
     expect(store.loadWindow("c").map((t) => `${t.author}: ${t.text}`)).toEqual(["Alice: one", "Friend: Sure thing.", "Alice: two", "Joey: How you doin'?"]);
   });

@@ -155,8 +155,11 @@ export class RecordingSink implements ReplySink {
     this.events.push(`notice:${text}`);
   }
 
+  /** Who each turn spoke as (speakAs), kept apart from what the user saw. */
+  readonly speakers: string[] = [];
+
   speakAs(character: CastMember): void {
-    this.events.push(`as:${character.name}`);
+    this.speakers.push(character.name);
   }
 
   /** What was posted in the end, if anything. */

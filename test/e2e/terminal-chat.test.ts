@@ -96,7 +96,7 @@ describe("friend chat", () => {
     expect(out).toContain("(talking to Joey on openai");
     expect(out).toContain("Joey: How you doin'?\n");
     expect(out).toContain("(Rachel answers from your next message)");
-    expect(out).toMatch(/\(Rachel on openai/);
+    expect(out).toMatch(/\(openai \(ft:test\); local model not loaded; window 2 turns, \d+ tokens; persona Rachel\)/);
     expect(out).toContain("Rachel: Noooo.\n");
     expect(out).toContain(`(there's no "Gunther" in the cast`);
     expect(openai.requests[0]!.body.messages[0]!.content).toContain("Your name is Joey.");
@@ -149,7 +149,7 @@ describe("friend chat", () => {
     expect(openai.requests.map((r) => r.body.messages.slice(1).map((m) => m.content))).toEqual([["one"], ["two"]]);
     expect(out).toContain("(switched to local (tiny-script.gguf))");
     expect(out).toContain("Friend: Oh, I don't know.\n");
-    expect(out).toMatch(/\(local \(tiny-script\.gguf\); local model loaded; window 4 turns, \d+ tokens\)/);
+    expect(out).toMatch(/\(local \(tiny-script\.gguf\); local model loaded; window 4 turns, \d+ tokens; persona Friend\)/);
   }, STARTUP);
 
   it("Ctrl-C mid-reply stops that reply where it stands and the chat goes on; Ctrl-C at the prompt leaves with 0", async () => {

@@ -66,6 +66,28 @@ describe("posting as a character through the channel's webhook", () => {
     expect(logs.raw).not.toContain(hook!.token);
   });
 
+  it("a persona switch mid-reply: the reply in flight is finished by Friend as Friend, the next one comes from the new character", async () => {
+    const discord = await FakeDiscord.start();
+    world = await startWorld({ discord });
+    const { openai } = world;
+    const channel = discord.channelIds[0]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    openai.script({ text: "Well, let me think about that for a while.", chunkDelayMs: 150 }, { text: "How you doin'?" });
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} one`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.botMessages(channel).length === 1, "the reply to begin showing");
+    expect(await choose(world, channel, "Joey")).toMatch(/\*\*Joey\*\* answers/);
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} two`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.webhookMessages(channel).find((m) => m.content === "How you doin'?"), "Joey's reply to the second message");
+    expect(discord.botMessages(channel).map((m) => m.content)).toEqual(["Well, let me think about that for a while."]);
+    expect(openai.requests[0]!.body.messages[0]!.content).toContain("Your name is Friend.");
+    expect(openai.requests[1]!.body.messages[0]!.content).toContain("Your name is Joey.");
+    expect(openai.requests[1]!.body.messages.slice(1)).toEqual([
+      { role: "user", name: "Alice", content: "one" },
+      { role: "assistant", name: "Friend", content: "Well, let me think about that for a while." },
+      { role: "user", name: "Alice", content: "two" },
+    ]);
+  });
+
   it("never answers its own webhook posts in an every-message channel: no echo loop", async () => {
     const discord = await FakeDiscord.start();
     const open = discord.channelIds[1]!;
