@@ -208,6 +208,10 @@ export interface SpeakerLabel {
   end: number;
   /** False while the line is unfinished and the next character could still undo the label (`Ross:` → `Ross://`). */
   settled: boolean;
+  /** The name as written (`Ross`, `Joey Tribbiani`). */
+  name: string;
+  /** The stage direction between the name and the colon, if any (`entering`). */
+  direction?: string;
 }
 
 export interface ReadLabelOptions {
@@ -284,10 +288,11 @@ export function readLabel(text: string, speakers: KnownSpeakers, options: ReadLa
   i++;
   if (i < n && COLONS.includes(line[i]!)) i++;
   i = skipSpacesAndEmphasis(line, i, false);
-  if (i >= n) return { kind, end: from + i, settled: ended };
+  const named = { name, ...(direction !== undefined ? { direction } : {}) };
+  if (i >= n) return { kind, end: from + i, settled: ended, ...named };
   if (line[i] === "/") return null; // a URL (`joey://`), not a label
   while (i < n && (line[i] === " " || line[i] === "\t")) i++;
-  return { kind, end: from + i, settled: true };
+  return { kind, end: from + i, settled: true, ...named };
 }
 
 /** Skips up to three bold or italic marks, with blanks (zero-width ones too) around and between them. */
