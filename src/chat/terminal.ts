@@ -52,6 +52,10 @@ export class TerminalReply implements ReplySink {
     if (this.showRaw() && this.#raw) this.out.write(rawView(this.#raw, text).map((line) => `${dim(this.out, line)}\n`).join(""));
   }
 
+  async sceneLine(character: CastMember, text: string): Promise<void> {
+    this.out.write(`${character.name}: ${text}\n`);
+  }
+
   raw(chunk: string): void {
     this.#raw += chunk;
   }

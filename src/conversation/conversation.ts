@@ -223,6 +223,15 @@ export class Conversation {
     this.#session(channelId).setPersona(character);
   }
 
+  /** Scene lines kept per reply in the channel (/scene), 0 when off. */
+  sceneOf(channelId: string): number {
+    return this.#session(channelId).sceneLines;
+  }
+
+  setScene(channelId: string, lines: number): void {
+    this.#session(channelId).setSceneLines(lines);
+  }
+
   backendOf(channelId: string): BackendName {
     return this.#session(channelId).backend;
   }

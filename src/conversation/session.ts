@@ -6,6 +6,7 @@ import { findCastMember, type CastMember } from "../core/cast.ts";
 import { personaAs, type Persona } from "../core/persona.ts";
 import type { Turn } from "../core/turn.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
+import { sceneLines, type SceneLine } from "../reply/scene.ts";
 import { stopSequences } from "../reply/speakers.ts";
 import type { Admission } from "./admission.ts";
 import type { DurableWrites } from "./durable.ts";
@@ -33,6 +34,8 @@ export interface ReplySink {
   raw?(chunk: string): void;
   /** Optional: who speaks this turn, told once before anything is shown (Discord posts under their name and avatar). */
   speakAs?(character: CastMember): void;
+  /** Posts one line of a scene as its own message under `character`, after the reply. Rejects if it could not be posted. */
+  sceneLine?(character: CastMember, text: string): Promise<void>;
 }
 
 /** A user's turn waiting for Friend, with where its reply goes. */
@@ -75,7 +78,7 @@ export const TRIMMED_NOTE = "-# (Your message was long, so I only read the first
 /** What a user reads when their message does not fit the model even on its own. */
 export const TOO_LONG_LINE = "Whoa, that message is way too long for me to take in. Could you send a shorter one?";
 
-type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number; stoppedByUser: boolean };
+type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number; stoppedByUser: boolean; scene: SceneLine[] };
 
 /** Why a turn ended in the error line: which part failed, or which limit ran out. */
 export type FailureReason = "backend" | "too_long" | "load_timeout" | "first_text_timeout" | "reply_timeout" | "store" | "unknown";
@@ -119,8 +122,11 @@ export class ChannelSession {
   #epoch = 0;
   #backend: BackendName | undefined;
   #persona: string | undefined;
+  #scene: number | undefined;
   /** Who speaks in the turn running now: read once at its start, so /persona never changes a reply in flight. */
   #speaker: Persona;
+  /** The scene lines the turn running now keeps (0: none), read at its start like the speaker. */
+  #turnScene = 0;
   #running: Promise<void> | null = null;
   /** Stops the generation in flight at the user's request (Ctrl-C in the terminal). */
   #userStop: AbortController | null = null;
@@ -178,6 +184,23 @@ export class ChannelSession {
   setPersona(character: CastMember): void {
     this.#persona = character.name;
     this.#write("save the channel's persona", (store) => store.setPersona(this.id, character.name));
+  }
+
+  /** How many follow-on lines a scene keeps here (/scene), 0 when off; 0 while the store cannot be read. */
+  get sceneLines(): number {
+    if (this.#scene !== undefined) return this.#scene;
+    try {
+      return (this.#scene = this.ctx.store.getScene(this.id));
+    } catch (err) {
+      this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
+      return 0;
+    }
+  }
+
+  /** /scene: from the next turn; 0 turns scenes off. */
+  setSceneLines(lines: number): void {
+    this.#scene = lines;
+    this.#write("save the channel's scene setting", (store) => store.setScene(this.id, lines));
   }
 
   /** True when the message is waiting or being answered. */
@@ -336,6 +359,7 @@ export class ChannelSession {
     // A reply to a character's message is answered by that character.
     const character = (last.character !== undefined && findCastMember(this.ctx.settings.cast, last.character)) || this.character;
     this.#speaker = personaAs(this.ctx.settings.persona, character);
+    this.#turnScene = sink.sceneLine ? this.sceneLines : 0;
     sink.speakAs?.(character);
     const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend, persona: character.name });
     const userTurns = batch.map((p) => p.turn);
@@ -374,6 +398,7 @@ export class ChannelSession {
     this.#write("save a reply", (store) => store.complete(this.id, userTurns, friendTurn));
     if (outcome.kind !== "reply") return;
     const { generated } = outcome;
+    if (generated.scene.length > 0 && friendTurn) await this.#playScene(generated.scene, sink, epoch, log);
     const latencyMs = Date.now() - started;
     log.info(
       {
@@ -396,6 +421,31 @@ export class ChannelSession {
       generationMs: generated.generationMs,
       fallback: outcome.fallback,
     });
+  }
+
+  /**
+   * Posts a scene's lines one by one, each as its own message under its character, and remembers
+   * each once it is posted. A new message in the channel, a /reset or the shutdown stops the scene:
+   * the lines already posted stay, the rest are not posted.
+   */
+  async #playScene(scene: readonly SceneLine[], sink: ReplySink, epoch: number, log: Logger): Promise<void> {
+    if (!sink.sceneLine) return;
+    let posted = 0;
+    for (const line of scene) {
+      if (this.#pending.length > 0 || this.ctx.closing() || epoch !== this.#epoch) break;
+      try {
+        await withinDeadline(sink.sceneLine(line.speaker, line.text), this.ctx.settings.limits.postTimeoutMs, () => new Error("scene line not posted in time"));
+      } catch (err) {
+        log.warn({ err }, "could not post a scene line; the scene ends here");
+        break;
+      }
+      if (epoch !== this.#epoch) break;
+      const turn: Turn = { author: line.speaker.name, text: line.text, fromFriend: true, at: Date.now(), tokens: countTokens(line.text) };
+      this.#window?.push(turn);
+      this.#write("save a scene line", (store) => store.complete(this.id, [], turn));
+      posted++;
+    }
+    log.info({ posted, of: scene.length }, "scene played");
   }
 
   /** The window, or null (logged) when the store cannot be read. */
@@ -547,6 +597,7 @@ export class ChannelSession {
     const signal = AbortSignal.any([failOn, stopOn]);
     const { generation, cast } = this.ctx.settings;
     const persona = this.#speaker;
+    const scene = this.#turnScene;
     const names = recentSpeakers(turns);
     const started = Date.now();
     const stream = backend.generate({
@@ -554,7 +605,8 @@ export class ChannelSession {
       persona,
       cast,
       turns,
-      stop: stopSequences(persona.name, names, cast, 16),
+      // In a scene the cast's lines are wanted: only a user's line stops the model.
+      stop: stopSequences(persona.name, names, scene > 0 ? [] : cast, 16),
       maxTokens: generation.maxTokens,
       temperature: generation.temperature,
       topP: generation.topP,
@@ -566,6 +618,7 @@ export class ChannelSession {
     let firstTextMs: number | undefined;
     let stats: GenerationStats | undefined;
     let ended = false;
+    let raw = "";
     try {
       for (;;) {
         const next = await untilAborted(stream.next(), signal);
@@ -579,8 +632,9 @@ export class ChannelSession {
           onFirstText();
         }
         sink?.raw?.(next.value);
-        // The model has started an invented scene: nothing more it says will be shown.
-        if (cleaner.push(next.value).done) break;
+        raw += next.value;
+        // The model has started an invented scene: nothing more it says will be shown (in scene mode, the scene goes on).
+        if (cleaner.push(next.value).done && scene === 0) break;
         const now = Date.now();
         if (sink && generation.stream && now - lastUpdate >= generation.streamEditIntervalMs) {
           const { text } = cleaner.view();
@@ -606,6 +660,7 @@ export class ChannelSession {
     }
     // After a user's stop, only what was already shown stands: the unfinished line was never seen.
     const text = stopOn.aborted ? cleaner.view().text : cleaner.text();
-    return { text, stats, firstTextMs, generationMs: Date.now() - started, stoppedByUser: stopOn.aborted };
+    const kept = scene > 0 && !stopOn.aborted && text ? sceneLines(raw, { personaName: persona.name, windowNames: names, cast, maxLines: scene }) : [];
+    return { text, stats, firstTextMs, generationMs: Date.now() - started, stoppedByUser: stopOn.aborted, scene: kept };
   }
 }

@@ -47,4 +47,7 @@ export interface ConversationStore {
   /** The cast member's name the channel chose with /persona; kept through /reset. */
   getPersona(channelId: string): string | undefined;
   setPersona(channelId: string, name: string): void;
+  /** How many follow-on lines a scene keeps in the channel (/scene); 0 when scenes are off. */
+  getScene(channelId: string): number;
+  setScene(channelId: string, lines: number): void;
 }

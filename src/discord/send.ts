@@ -137,6 +137,15 @@ export class DiscordReply implements ReplySink {
     });
   }
 
+  /** One line of a scene, as its own message(s) under `character`, after the reply (in order with it). */
+  sceneLine(character: CastMember, text: string): Promise<void> {
+    return this.#serial(async () => {
+      const poster: PartPoster = this.posterFor?.(character, this.trigger, 0) ?? new BotPoster(this.trigger);
+      for (const chunk of splitMessage(text, DISCORD_MESSAGE_LIMIT - poster.reserve)) await poster.post(chunk);
+      poster.finished?.();
+    });
+  }
+
   abandon(text: string): Promise<void> {
     return this.#serial(async () => {
       if (this.#parts.length === 0) return; // nothing half-said stands

@@ -49,11 +49,16 @@ const MIGRATIONS: string[] = [
      host TEXT NOT NULL,
      heartbeat_at INTEGER NOT NULL
    );`,
-  // 4: each channel's /persona, the webhook Friend posts characters through there (its token is a
+  // 4: each channel's /persona and /scene, the webhook Friend posts characters through there (its token is a
   // secret), and the webhook messages of a reply not yet finished (catch-up edits them after a crash).
   `CREATE TABLE personas (
      channel_id TEXT PRIMARY KEY,
      name TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE scenes (
+     channel_id TEXT PRIMARY KEY,
+     lines INTEGER NOT NULL,
      updated_at INTEGER NOT NULL
    );
    CREATE TABLE webhooks (
@@ -169,6 +174,10 @@ export class SqliteStore implements ConversationStore, WebhookStore {
       setPersona: db.prepare(
         "INSERT INTO personas (channel_id, name, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
       ),
+      getScene: db.prepare<[string]>("SELECT lines FROM scenes WHERE channel_id = ?"),
+      setScene: db.prepare(
+        "INSERT INTO scenes (channel_id, lines, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET lines = excluded.lines, updated_at = excluded.updated_at",
+      ),
       getWebhook: db.prepare<[string]>("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?"),
       setWebhook: db.prepare(
         "INSERT INTO webhooks (channel_id, webhook_id, token, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token, updated_at = excluded.updated_at",
@@ -268,6 +277,14 @@ export class SqliteStore implements ConversationStore, WebhookStore {
 
   setPersona(channelId: string, name: string): void {
     this.#write("save the channel's persona", () => this.#q.setPersona.run(channelId, name, Date.now()));
+  }
+
+  getScene(channelId: string): number {
+    return this.#read(() => (this.#q.getScene.get(channelId) as { lines: number } | undefined)?.lines ?? 0);
+  }
+
+  setScene(channelId: string, lines: number): void {
+    this.#write("save the channel's scene setting", () => this.#q.setScene.run(channelId, lines, Date.now()));
   }
 
   /** The webhook Friend posts through in a channel (see WebhookStore). */

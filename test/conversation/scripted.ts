@@ -155,6 +155,18 @@ export class RecordingSink implements ReplySink {
     this.events.push(`notice:${text}`);
   }
 
+  /** Scene lines posted, as `Name: text`; each waits for `sceneGate` when set. */
+  readonly scene: string[] = [];
+  sceneGate: Promise<void> | null = null;
+  /** Settles each time a scene line starts posting. */
+  onSceneLine: (() => void) | null = null;
+
+  async sceneLine(character: CastMember, text: string): Promise<void> {
+    this.onSceneLine?.();
+    await this.sceneGate;
+    this.scene.push(`${character.name}: ${text}`);
+  }
+
   /** Who each turn spoke as (speakAs), kept apart from what the user saw. */
   readonly speakers: string[] = [];
 

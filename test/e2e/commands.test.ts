@@ -24,7 +24,7 @@ describe("slash command registration", () => {
     expect(put.path).toBe(`/applications/${discord.applicationId}/guilds/${discord.guildId}/commands`);
     expect(discord.rest.filter((c) => c.method === "PUT" && c.path.includes("/commands"))).toHaveLength(1);
     const byName = Object.fromEntries(put.body.map((c: { name: string }) => [c.name, c]));
-    expect(Object.keys(byName).sort()).toEqual(["model", "persona", "reset", "status"]);
+    expect(Object.keys(byName).sort()).toEqual(["model", "persona", "reset", "scene", "status"]);
     expect(byName.model.default_member_permissions).toBe(MANAGE_CHANNELS);
     expect(byName.model.options).toEqual([
       expect.objectContaining({ name: "backend", type: 3, required: false, choices: [{ name: "openai", value: "openai" }, { name: "local", value: "local" }] }),

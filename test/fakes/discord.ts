@@ -67,7 +67,7 @@ export interface MessagePayload {
   referenced_message?: MessagePayload;
 }
 
-export interface InteractionOption { name: string; type: number; value: string | number | boolean; focused?: boolean }
+export interface InteractionOption { name: string; type: number; value?: string | number | boolean; focused?: boolean; options?: InteractionOption[] }
 export interface InteractionPayload {
   /** 2: a slash command; 4: autocomplete for one of its options (the one marked focused). */
   id: string; application_id: string; type: 2 | 4; token: string; version: 1;

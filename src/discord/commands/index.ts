@@ -5,10 +5,11 @@ import type { CommandContext, SlashCommand } from "./command.ts";
 import { modelCommand } from "./model.ts";
 import { personaCommand } from "./persona.ts";
 import { resetCommand } from "./reset.ts";
+import { sceneCommand } from "./scene.ts";
 import { statusCommand } from "./status.ts";
 
 /** Every slash command Friend has. Adding one is adding a module and a line here. */
-export const COMMANDS: readonly SlashCommand[] = [modelCommand, personaCommand, resetCommand, statusCommand];
+export const COMMANDS: readonly SlashCommand[] = [modelCommand, personaCommand, resetCommand, sceneCommand, statusCommand];
 
 /** Registers all commands in one bulk overwrite: in one guild (instant) when given, else globally. */
 export async function registerCommands(rest: REST, applicationId: string, guildId?: string): Promise<number> {
