@@ -202,3 +202,46 @@ describe("the fallback: Friend posts the character's line itself, the name in bo
     await eventually(() => discord.botMessages(dm.channel_id).find((m) => m.content === "**Rachel:** Noooo."), "Rachel's line in the DM");
   });
 });
+
+describe("scenes", () => {
+  const sceneOn = (lines: number) => [{ name: "on", type: 1, options: [{ name: "lines", type: 4, value: lines }] }];
+
+  it("/scene on posts the kept follow-on lines after the reply, each under its character, and never one that speaks for the user", async () => {
+    const discord = await FakeDiscord.start();
+    world = await startWorld({ discord });
+    const channel = discord.channelIds[0]!;
+    const member = discord.user({ name: "member" });
+    const refused = discord.sendInteraction({ channelId: channel, user: member, name: "scene", options: sceneOn(2), permissions: "0" });
+    expect((await interactionReply(discord, refused.token)).content).toMatch(/Manage Channels/);
+    const on = discord.sendInteraction({ channelId: channel, user: member, name: "scene", options: sceneOn(3), permissions: MANAGE_CHANNELS });
+    expect((await interactionReply(discord, on.token)).content).toMatch(/up to 3 lines/);
+    expect(world.friend.store.getScene(channel)).toBe(3);
+
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    world.openai.script({ text: "Oh, I don't know, what are you up for?\nRoss: (entering) Hey Ben!\nMonica: Hi!\nAlice: Hi everyone, I'm Alice!\nRachel: Hi Alice!" });
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} what should we do tonight?`, mentions: [discord.botUser as never] });
+    await eventually(() => world!.logs.lines.some((l) => l.msg === "scene played"), "the scene");
+    expect(world.openai.requests[0]!.body.stop).toEqual(["\nAlice:"]);
+    expect(discord.botMessages(channel).map((m) => m.content)).toEqual(["Oh, I don't know, what are you up for?"]);
+    const lines = discord.webhookMessages(channel);
+    expect(lines.map((m) => `${m.username}: ${m.content}`)).toEqual(["Ross: *(entering)* Hey Ben!", "Monica: Hi!"]);
+    expect(lines[0]!.body).toMatchObject({ avatar_url: "https://cdn.discordapp.com/embed/avatars/0.png", allowed_mentions: { parse: [] } });
+  });
+
+  it("a user's message cuts a scene off: the lines posted stay, the rest are never posted, and the message is answered", async () => {
+    const discord = await FakeDiscord.start();
+    world = await startWorld({ discord });
+    const channel = discord.channelIds[0]!;
+    world.friend.store.setScene(channel, 3);
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    world.openai.script({ text: "Sure.\nRoss: one\nMonica: two\nRachel: three" }, { text: "Okay, okay." });
+    // The first scene line waits a second on a 429 while Alice speaks again.
+    discord.rateLimitNext((c) => c.method === "POST" && c.path.startsWith("/webhooks/"), 1, 1);
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} go`, mentions: [discord.botUser as never] });
+    await discord.waitForRest((c) => c.method === "POST" && c.path.startsWith("/webhooks/") && c.status === 429);
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} stop!`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.botMessages(channel).some((m) => m.content === "Okay, okay."), "the answer to the interruption");
+    expect(discord.webhookMessages(channel).map((m) => `${m.username}: ${m.content}`)).toEqual(["Ross: one"]);
+    expect(world.openai.requests[1]!.body.messages.slice(1).map((m) => `${m.name ?? m.role}: ${m.content}`)).toEqual(["Alice: go", "assistant: Sure.", "Ross: one", "Alice: stop!"]);
+  });
+});
