@@ -65,6 +65,25 @@ describe("scenes", () => {
     expect(store.loadWindow("c").map((t) => t.author)).toEqual(["Alice", "Friend", "Ross", "Alice", "Friend"]);
   });
 
+  it("the shutdown stops a scene in flight: the message counts as answered, the lines posted are remembered, the rest are dropped", async () => {
+    const { conversation, openai, store } = rig();
+    conversation.setScene("c", 3);
+    const sink = new RecordingSink();
+    const gate = deferred();
+    const firstLine = deferred();
+    sink.sceneGate = gate.promise;
+    sink.onSceneLine = () => firstLine.resolve();
+    conversation.submit(message("c", "hi"), sink);
+    (await openai.generation(0)).say("Sure.\nRoss: one\nMonica: two\nRachel: three").end();
+    await firstLine.promise;
+    const closing = conversation.close(5000);
+    gate.resolve();
+    await closing;
+    expect(sink.scene).toEqual(["Ross: one"]);
+    expect(store.loadWindow("c").map((t) => `${t.author}: ${t.text}`)).toEqual(["Alice: hi", "Friend: Sure.", "Ross: one"]);
+    expect(store.unanswered()).toEqual([]);
+  });
+
   it("survives a restart and /reset", async () => {
     const { conversation, store } = rig();
     conversation.setScene("c", 4);
