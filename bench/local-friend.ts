@@ -43,7 +43,7 @@ export interface FriendResult {
   peakRssMiB: number;
 }
 
-const persona = loadSettings().persona;
+const { persona, cast } = loadSettings();
 let clock = 0;
 const turn = (author: string, text: string): Turn => ({ author, text, fromFriend: author === persona.name, at: ++clock });
 
@@ -54,7 +54,7 @@ function sentence(seed: number, words: number): string {
 }
 
 function request(channelId: string, turns: readonly Turn[], maxTokens: number): GenerateRequest {
-  return { channelId, persona, turns, stop: [], maxTokens, temperature: 0, topP: 1, signal: new AbortController().signal };
+  return { channelId, persona, cast, turns, stop: [], maxTokens, temperature: 0, topP: 1, signal: new AbortController().signal };
 }
 
 async function generate(backend: LocalBackend, req: GenerateRequest): Promise<{ stats: LocalGenerationStats; ms: number; text: string }> {
@@ -123,7 +123,7 @@ async function turns(backend: LocalBackend): Promise<NonNullable<FriendResult["t
     evaluated.push(r.stats.evaluatedPromptTokens);
     promptTokens20 = r.stats.promptTokens;
     // The model's own reply, cleaned as the conversation engine cleans it, goes into the window.
-    window = [...window, turn(persona.name, cleanReply(r.text, { personaName: persona.name }) || "hm")];
+    window = [...window, turn(persona.name, cleanReply(r.text, { personaName: persona.name, cast }) || "hm")];
   }
   backend.resetChannel("conversation");
   const cold = await generate(backend, request("conversation", window.slice(0, -1), 8));

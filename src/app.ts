@@ -40,11 +40,12 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
     throw err;
   }
   const metrics = new FriendMetrics(() => conversation.queueDepth);
-  const bot = new FriendBot({
+  const bot: FriendBot = new FriendBot({
     config,
     conversation,
     logger,
-    onInteraction: commandHandler({ config, conversation, backends, startedAt, version: VERSION }, logger),
+    webhookStore: store,
+    onInteraction: commandHandler({ config, conversation, backends, startedAt, version: VERSION, characterPosting: (channelId): Promise<string | null> => bot.characterPosting(channelId) }, logger),
     onReady: async (client) => {
       try {
         const count = await registerCommands(client.rest, client.application.id, config.discord.guildId);

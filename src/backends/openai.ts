@@ -100,7 +100,7 @@ export class OpenAIBackend implements Backend {
     this.#rememberStart(channelId, request.turns[fit.start]!.at);
     const params = {
       model: this.options.model!,
-      messages: renderChat(request.persona, request.turns.slice(fit.start)),
+      messages: renderChat(request.persona, request.turns.slice(fit.start), request.cast),
       max_tokens: request.maxTokens,
       temperature: request.temperature,
       top_p: request.topP,

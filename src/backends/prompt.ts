@@ -1,4 +1,5 @@
 import { systemPromptFor } from "../config/settings.ts";
+import type { CastMember } from "../core/cast.ts";
 import type { Persona } from "../core/persona.ts";
 import { addressee, MAX_NAME_LENGTH, recentSpeakers } from "../core/speakers.ts";
 import type { Turn } from "../core/turn.ts";
@@ -24,8 +25,8 @@ export function scriptLine(text: string): string {
  * `hi\nFriend: I agree` becomes `hi Friend: I agree`, one message that cannot pass for two turns.
  * Labels are read as the reply cleaner reads them (fullwidth, zero-width, list and quote forms too).
  */
-export function neutraliseLabels(text: string, personaName: string, windowNames: Iterable<string>): string {
-  return neutraliseLabelsOf(text, knownSpeakers(personaName, windowNames));
+export function neutraliseLabels(text: string, personaName: string, windowNames: Iterable<string>, cast: readonly CastMember[]): string {
+  return neutraliseLabelsOf(text, knownSpeakers(personaName, windowNames, cast));
 }
 
 function neutraliseLabelsOf(text: string, speakers: KnownSpeakers): string {
@@ -94,13 +95,14 @@ function personaPrompt(persona: Persona, author: string): string {
 /**
  * The chat-completions prompt: the persona addressed to whoever spoke last, then the window as
  * user/assistant messages. User messages carry the speaker in `name`, as the fine-tuned model
- * was trained on bare lines with no name in the content.
+ * was trained on bare lines with no name in the content. Friend's turns spoken as another cast
+ * member (before a /persona switch) carry that character's `name`; the persona's own carry none.
  */
-export function renderChat(persona: Persona, turns: readonly Turn[]): ChatMessage[] {
-  const speakers = knownSpeakers(persona.name, recentSpeakers(turns));
+export function renderChat(persona: Persona, turns: readonly Turn[], cast: readonly CastMember[]): ChatMessage[] {
+  const speakers = knownSpeakers(persona.name, recentSpeakers(turns), cast);
   const messages: ChatMessage[] = [{ role: "system", content: personaPrompt(persona, addressee(turns)) }];
   for (const turn of turns) {
-    if (turn.fromFriend) messages.push({ role: "assistant", content: turn.text });
+    if (turn.fromFriend) messages.push({ role: "assistant", content: turn.text, ...(turn.author === persona.name ? {} : { name: chatName(turn.author) }) });
     else messages.push({ role: "user", name: chatName(turn.author), content: neutraliseLabelsOf(turn.text, speakers) });
   }
   return messages;
@@ -108,11 +110,12 @@ export function renderChat(persona: Persona, turns: readonly Turn[]): ChatMessag
 
 /**
  * The text-completion prompt for a model trained on script text: a preamble, then `Name: line`
- * lines, ending with `Friend:`. The preamble names the window's first speaker rather than the
- * latest one, so the prompt of turn N stays a prefix of turn N+1's and a KV cache can be reused.
+ * lines (Friend's under the character that said them), ending with the persona's label, `Joey:`.
+ * The preamble names the window's first speaker rather than the latest one, so the prompt of
+ * turn N stays a prefix of turn N+1's and a KV cache can be reused.
  */
 export function renderScript(persona: Persona, turns: readonly Turn[]): string {
   const first = turns.find((t) => !t.fromFriend)?.author ?? "Someone";
-  const lines = turns.map((t) => `${t.fromFriend ? persona.name : t.author}: ${scriptLine(t.text)}`);
+  const lines = turns.map((t) => `${t.author}: ${scriptLine(t.text)}`);
   return `${personaPrompt(persona, first)}\n\n${lines.join("\n")}\n${persona.name}:`;
 }

@@ -1,6 +1,7 @@
 import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
+import { findCastMember, type CastMember } from "../core/cast.ts";
 import { loadConfig, type Config } from "../config/env.ts";
 import { ConfigError } from "../config/errors.ts";
 import { envWithDotenv, type CommandIo } from "../data/commands/io.ts";
@@ -13,20 +14,21 @@ import { TERMINAL_CHANNEL_PREFIX } from "../core/channel.ts";
 import { stripControlSequences } from "./control-sequences.ts";
 import { TerminalReply, terminalMessageIds, type TerminalOutput } from "./terminal.ts";
 
-const HELP = `Usage: friend chat [--backend openai|local] [--channel NAME] [--name YOURNAME] [--raw]
+const HELP = `Usage: friend chat [--backend openai|local] [--persona NAME] [--channel NAME] [--name YOURNAME] [--raw]
 
 Talk to Friend in the terminal, through the same engine as on Discord: the same window, backends,
 stop sequences, cleaner and database (the conversation is kept as channel cli:NAME).
 
   --backend   the model to talk to (default: this channel's last choice, else FRIEND_BACKEND)
+  --persona   who answers: a cast member of config/friend.json (default: this channel's last choice, else Friend)
   --channel   which terminal conversation to continue (default: default)
   --name      what Friend calls you (default: $USER)
   --raw       also show, dimmed, the model's raw output and what the cleaner cut
 
-In the chat: /reset, /model [openai|local], /status, /raw, /quit.
+In the chat: /reset, /model [openai|local], /persona [NAME], /status, /raw, /quit.
 Ctrl-C stops a reply; Ctrl-C at the prompt or Ctrl-D leaves.`;
 
-const COMMANDS = "/reset, /model [openai|local], /status, /raw, /quit";
+const COMMANDS = "/reset, /model [openai|local], /persona [NAME], /status, /raw, /quit";
 
 /** After the input closes, closing may take the shutdown grace period and this much more before the process leaves anyway. */
 const CLOSE_MARGIN_MS = 5000;
@@ -37,6 +39,7 @@ const LINGER_MS = 1000;
 export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     backend: { type: "string" },
+    persona: { type: "string" },
     channel: { type: "string", default: "default" },
     name: { type: "string" },
     raw: { type: "boolean", default: false },
@@ -65,6 +68,11 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   const logger = env.LOG_LEVEL
     ? createLogger({ level: config.logLevel, secrets: [config.openai.apiKey ?? "", env.HF_TOKEN ?? ""], destination: pino.destination(2) })
     : pino({ enabled: false });
+  const persona = values.persona === undefined ? undefined : findCastMember(config.settings.cast, values.persona);
+  if (values.persona !== undefined && !persona) {
+    io.err(`friend chat: --persona: "${values.persona}" is not in the cast (${config.settings.cast.map((m) => m.name).join(", ")})`);
+    return 1;
+  }
   const engine = createEngine(config, logger, {}, { userMessagesPerMinute: Number.MAX_SAFE_INTEGER });
   // Ctrl-C is the chat's for as long as the process lives: a storm of them stops the reply and leaves, never kills.
   const sigint = new SigintRouter();
@@ -83,7 +91,7 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
     });
   };
   try {
-    code = await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined }, io, sigint, startClosing);
+    code = await converse(engine, config, channelId, { name: values.name ?? env.USER ?? "You", raw: values.raw, backend: values.backend as BackendName | undefined, persona }, io, sigint, startClosing);
     return code;
   } finally {
     startClosing();
@@ -111,14 +119,13 @@ async function converse(
   engine: Engine,
   config: Config,
   channelId: string,
-  options: { name: string; raw: boolean; backend?: BackendName },
+  options: { name: string; raw: boolean; backend?: BackendName; persona?: CastMember | undefined },
   io: CommandIo,
   sigint: SigintRouter,
   /** Called when the chat starts to close: arms the hard exit. */
   closing: () => void,
 ): Promise<number> {
   const { conversation, backends } = engine;
-  const persona = config.settings.persona.name;
   const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
   const out: TerminalOutput = { write: (text) => void process.stdout.write(text), color: tty || Boolean(io.env.FORCE_COLOR) };
   // Notes quote error messages, which may quote a server: control sequences go, as from model text.
@@ -138,8 +145,9 @@ async function converse(
     }
     conversation.setBackend(channelId, options.backend);
   }
+  if (options.persona) conversation.setPersona(channelId, options.persona);
   const turns = conversation.windowSize(channelId)?.turns;
-  note(`talking to ${persona} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
+  note(`talking to ${conversation.personaOf(channelId).name} on ${describe(engine, conversation.backendOf(channelId))}${turns ? `, ${turns} turns remembered` : ""}; ${COMMANDS}`);
 
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, prompt: `${stripControlSequences(options.name)}> `, terminal: tty });
   const prompt = () => tty && rl.prompt();
@@ -156,7 +164,7 @@ async function converse(
       const name = conversation.backendOf(channelId);
       const window = conversation.windowSize(channelId);
       const local = backends.created().find((b) => b.name === "local")?.describe();
-      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}`);
+      note(`${describe(engine, name)}; local model ${local?.progress?.text ?? (local?.loaded ? "loaded" : "not loaded")}; window ${window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)"}; persona ${conversation.personaOf(channelId).name}`);
     },
     model: async (arg) => {
       if (!arg) return note(`using ${describe(engine, conversation.backendOf(channelId))}`);
@@ -166,6 +174,13 @@ async function converse(
       if (reason) return note(`can't switch to ${arg}: ${reason}`);
       conversation.setBackend(channelId, arg as BackendName);
       note(`switched to ${describe(engine, arg as BackendName)}`);
+    },
+    persona: (arg) => {
+      if (!arg) return note(`${conversation.personaOf(channelId).name} answers here; the cast: ${config.settings.cast.map((m) => m.name).join(", ")}`);
+      const character = findCastMember(config.settings.cast, arg);
+      if (!character) return note(`there's no "${arg}" in the cast; choose one of ${config.settings.cast.map((m) => m.name).join(", ")}`);
+      conversation.setPersona(channelId, character);
+      note(`${character.name} answers from your next message`);
     },
     quit: () => quit(),
   };
@@ -213,7 +228,7 @@ async function converse(
         prompt();
         return;
       }
-      const sink = new TerminalReply(out, persona, () => raw);
+      const sink = new TerminalReply(out, conversation.personaOf(channelId).name, () => raw);
       const at = Date.now();
       conversation.submit({ id: messageId(at), channelId, authorId: channelId, authorName: options.name, text, at }, sink);
       await conversation.idle(channelId);

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { CastMember } from "../core/cast.ts";
 import type { ReplySink } from "../conversation/session.ts";
 import { quoteForTerminal, stripControlSequences } from "./control-sequences.ts";
 
@@ -30,12 +31,20 @@ export class TerminalReply implements ReplySink {
   #printed = "";
   #started = false;
   #raw = "";
+  /** The label printed before the reply: the character the turn speaks as. */
+  #speaker: string;
 
   constructor(
     private readonly out: TerminalOutput,
-    private readonly persona: string,
+    persona: string,
     private readonly showRaw: () => boolean,
-  ) {}
+  ) {
+    this.#speaker = persona;
+  }
+
+  speakAs(character: CastMember): void {
+    this.#speaker = character.name;
+  }
 
   async typing(): Promise<void> {}
 
@@ -58,13 +67,17 @@ export class TerminalReply implements ReplySink {
     if (this.showRaw() && this.#raw) this.out.write(rawView(this.#raw, text).map((line) => `${dim(this.out, line)}\n`).join(""));
   }
 
+  async sceneLine(character: CastMember, text: string): Promise<void> {
+    this.out.write(`${character.name}: ${text}\n`);
+  }
+
   raw(chunk: string): void {
     this.#raw += chunk;
   }
 
   #print(text: string): void {
     if (!this.#started) {
-      this.out.write(`${stripControlSequences(this.persona)}: `);
+      this.out.write(`${stripControlSequences(this.#speaker)}: `);
       this.#started = true;
     }
     this.out.write(text);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { castSpellings, type CastMember } from "../core/cast.ts";
 import type { Persona } from "../core/persona.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 
@@ -18,6 +19,34 @@ const personaSchema: z.ZodType<Persona> = z.strictObject({
   /** Sent once to a user who floods; after it they are ignored until their rate drops. */
   slowDownReply: z.string().min(1).max(2000),
 });
+
+/** One capitalised word: it stands before a colon in prompts and is sent as OpenAI's `name`. */
+const CHARACTER_NAME = /^[A-Z][A-Za-z]{1,31}$/;
+
+const castMemberSchema: z.ZodType<CastMember> = z.strictObject({
+  name: z.string().regex(CHARACTER_NAME, "must be one capitalised word, e.g. Joey"),
+  aliases: z.array(z.string().trim().min(1).max(64).regex(/^[^:\n()[\]*_`]+$/, "must not hold a colon, brackets, markdown or a line break")).max(20),
+  /** Discord takes an https image URL as a webhook's avatar. */
+  avatarUrl: z.url({ protocol: /^https$/ }).optional(),
+  description: z.string().max(500),
+});
+
+/** Every cast member is told apart from the others by each of their spellings. */
+const castSchema = z
+  .array(castMemberSchema)
+  .min(1)
+  .max(25) // Discord shows at most 25 autocomplete choices
+  .superRefine((cast, ctx) => {
+    const owner = new Map<string, string>();
+    cast.forEach((member, i) => {
+      for (const spelling of castSpellings(member)) {
+        const key = spelling.toLowerCase();
+        const other = owner.get(key);
+        if (other !== undefined && other !== member.name) ctx.addIssue({ code: "custom", path: [i, "name"], message: `"${spelling}" already names ${other}` });
+        owner.set(key, member.name);
+      }
+    });
+  });
 
 const windowSchema = z.strictObject({
   maxTurns: z.int().min(2).max(1000),
@@ -54,12 +83,16 @@ const limitsSchema = z.strictObject({
   slowNoticeMs: z.int().min(500).max(600_000),
 });
 
-export const settingsSchema = z.strictObject({
-  persona: personaSchema,
-  window: windowSchema,
-  generation: generationSchema,
-  limits: limitsSchema,
-});
+export const settingsSchema = z
+  .strictObject({
+    persona: personaSchema,
+    /** Who Friend can speak as (/persona); the persona's own entry is the default. */
+    cast: castSchema,
+    window: windowSchema,
+    generation: generationSchema,
+    limits: limitsSchema,
+  })
+  .refine((s) => s.cast.some((m) => m.name === s.persona.name), { message: "must have an entry named as persona.name", path: ["cast"] });
 
 export type Settings = z.infer<typeof settingsSchema>;
 export type WindowSettings = Settings["window"];

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Settings } from "../config/settings.ts";
 import { BackendError, type Backend, type BackendName } from "../core/backend.ts";
+import type { CastMember } from "../core/cast.ts";
 import { Admission } from "./admission.ts";
 import type { ConversationEvent, DropReason } from "./events.ts";
 import { FloodGate } from "./flood.ts";
@@ -19,6 +20,8 @@ export interface IncomingMessage {
   authorName: string;
   text: string;
   at: number;
+  /** It replies to a character's message: that character answers it, whoever the channel's persona is. */
+  character?: string;
 }
 
 /** What /reset adds when the database could not record the reset yet. */
@@ -128,8 +131,9 @@ export class Conversation {
     const accepted: AcceptedMessage = {
       channelId: message.channelId,
       authorId: message.authorId,
-      turn: { author: speakerName(message.authorName, persona.name), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
+      turn: { author: speakerName(message.authorName, session.character.name, this.options.settings.cast), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
       ...(trimmed ? { trimmed } : {}),
+      ...(message.character !== undefined ? { character: message.character } : {}),
     };
     if (this.#closing) {
       session.defer(accepted);
@@ -207,6 +211,25 @@ export class Conversation {
   /** Settles once the channel has no turn running. */
   idle(channelId: string): Promise<void> {
     return this.#sessions.get(channelId)?.idle() ?? Promise.resolve();
+  }
+
+  /** The cast member the channel's next turn speaks as. */
+  personaOf(channelId: string): CastMember {
+    return this.#session(channelId).character;
+  }
+
+  /** /persona: the channel speaks as `character` from its next turn. */
+  setPersona(channelId: string, character: CastMember): void {
+    this.#session(channelId).setPersona(character);
+  }
+
+  /** Scene lines kept per reply in the channel (/scene), 0 when off. */
+  sceneOf(channelId: string): number {
+    return this.#session(channelId).sceneLines;
+  }
+
+  setScene(channelId: string, lines: number): void {
+    this.#session(channelId).setSceneLines(lines);
   }
 
   backendOf(channelId: string): BackendName {

@@ -2,8 +2,11 @@ import type { Logger } from "pino";
 import type { Settings } from "../config/settings.ts";
 import { untilAborted, withinDeadline } from "../core/abort.ts";
 import { BackendError, type Backend, type BackendErrorKind, type BackendName, type GenerationStats } from "../core/backend.ts";
+import { findCastMember, type CastMember } from "../core/cast.ts";
+import { personaAs, type Persona } from "../core/persona.ts";
 import type { Turn } from "../core/turn.ts";
 import { ReplyCleaner } from "../reply/clean.ts";
+import { sceneLines, type SceneLine } from "../reply/scene.ts";
 import { stopSequences } from "../reply/speakers.ts";
 import type { Admission } from "./admission.ts";
 import type { DurableWrites } from "./durable.ts";
@@ -29,6 +32,10 @@ export interface ReplySink {
   notice?(text: string): Promise<void>;
   /** Optional: each chunk of the model's raw output, before cleaning (the terminal's --raw view). */
   raw?(chunk: string): void;
+  /** Optional: who speaks this turn, told once before anything is shown (Discord posts under their name and avatar). */
+  speakAs?(character: CastMember): void;
+  /** Posts one line of a scene as its own message under `character`, after the reply. Rejects if it could not be posted. */
+  sceneLine?(character: CastMember, text: string): Promise<void>;
 }
 
 /** A user's turn waiting for Friend, with where its reply goes. */
@@ -37,6 +44,8 @@ export interface PendingTurn {
   sink: ReplySink;
   /** The text was cut to the input bounds: the reply says so. */
   trimmed?: boolean;
+  /** The cast member it replies to, who answers it instead of the channel's persona. */
+  character?: string;
 }
 
 /** What every session shares: settings, the store, the backends, admission and the shutdown signal. */
@@ -74,7 +83,7 @@ export const TRIMMED_NOTE = "-# (Your message was long, so I only read the first
 /** What a user reads when their message does not fit the model even on its own. */
 export const TOO_LONG_LINE = "Whoa, that message is way too long for me to take in. Could you send a shorter one?";
 
-type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number; stoppedByUser: boolean };
+type Generated = { text: string; stats?: GenerationStats; firstTextMs?: number; generationMs: number; stoppedByUser: boolean; scene: SceneLine[] };
 
 /** Why a turn ended in the error line: which part failed, or which limit ran out. */
 export type FailureReason = "backend" | "too_long" | "load_timeout" | "first_text_timeout" | "reply_timeout" | "store" | "unknown";
@@ -117,6 +126,12 @@ export class ChannelSession {
   #window: ChannelWindow | undefined;
   #epoch = 0;
   #backend: BackendName | undefined;
+  #persona: string | undefined;
+  #scene: number | undefined;
+  /** Who speaks in the turn running now: read once at its start, so /persona never changes a reply in flight. */
+  #speaker: Persona;
+  /** The scene lines the turn running now keeps (0: none), read at its start like the speaker. */
+  #turnScene = 0;
   #running: Promise<void> | null = null;
   /** Stops the generation in flight at the user's request (Ctrl-C in the terminal). */
   #userStop: AbortController | null = null;
@@ -124,7 +139,9 @@ export class ChannelSession {
   constructor(
     readonly id: string,
     private readonly ctx: SessionContext,
-  ) {}
+  ) {
+    this.#speaker = ctx.settings.persona;
+  }
 
   /** Answering or holding messages: such a session is never evicted. */
   get busy(): boolean {
@@ -149,6 +166,48 @@ export class ChannelSession {
     }
   }
 
+  /**
+   * The cast member this channel's next turn speaks as: its /persona choice, else the configured
+   * persona's entry. A stored name no longer in the cast, or a store that cannot be read, gives the
+   * default (the store is asked again next time).
+   */
+  get character(): CastMember {
+    const { cast, persona } = this.ctx.settings;
+    const fallback = findCastMember(cast, persona.name)!;
+    if (this.#persona === undefined) {
+      try {
+        this.#persona = this.ctx.store.getPersona(this.id) ?? persona.name;
+      } catch (err) {
+        this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
+        return fallback;
+      }
+    }
+    return findCastMember(cast, this.#persona) ?? fallback;
+  }
+
+  /** /persona: applies from the next turn; a reply in flight finishes as the character that started it. Kept through /reset. */
+  setPersona(character: CastMember): void {
+    this.#persona = character.name;
+    this.#write("save the channel's persona", (store) => store.setPersona(this.id, character.name));
+  }
+
+  /** How many follow-on lines a scene keeps here (/scene), 0 when off; 0 while the store cannot be read. */
+  get sceneLines(): number {
+    if (this.#scene !== undefined) return this.#scene;
+    try {
+      return (this.#scene = this.ctx.store.getScene(this.id));
+    } catch (err) {
+      this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
+      return 0;
+    }
+  }
+
+  /** /scene: from the next turn; 0 turns scenes off. */
+  setSceneLines(lines: number): void {
+    this.#scene = lines;
+    this.#write("save the channel's scene setting", (store) => store.setScene(this.id, lines));
+  }
+
   /** True when the message is waiting or being answered. */
   knowsInMemory(messageId: string): boolean {
     return this.#answering.has(messageId) || this.#pending.some((p) => p.turn.messageId === messageId);
@@ -167,7 +226,7 @@ export class ChannelSession {
   /** Takes a new message: durable (once the store takes it) before any work on it starts. */
   accept(message: AcceptedMessage, sink: ReplySink): { result: "started" | "queued"; dropped?: PendingTurn } {
     this.defer(message);
-    return this.#enqueue({ turn: message.turn, sink, ...(message.trimmed ? { trimmed: true } : {}) });
+    return this.#enqueue({ turn: message.turn, sink, ...(message.trimmed ? { trimmed: true } : {}), ...(message.character !== undefined ? { character: message.character } : {}) });
   }
 
   /** Keeps a message for the next start (Friend is shutting down): durable, unanswered. */
@@ -302,7 +361,12 @@ export class ChannelSession {
     const backend = this.backend;
     const last = batch.at(-1)!;
     const sink = last.sink;
-    const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend });
+    // A reply to a character's message is answered by that character.
+    const character = (last.character !== undefined && findCastMember(this.ctx.settings.cast, last.character)) || this.character;
+    this.#speaker = personaAs(this.ctx.settings.persona, character);
+    this.#turnScene = sink.sceneLine ? this.sceneLines : 0;
+    sink.speakAs?.(character);
+    const log = this.ctx.logger.child({ msgId: last.turn.messageId, channel: this.id, backend, persona: character.name });
     const userTurns = batch.map((p) => p.turn);
     const started = Date.now();
     if (batch.length > 1) this.ctx.emit({ type: "coalesced", backend, count: batch.length });
@@ -331,14 +395,15 @@ export class ChannelSession {
       log.info("the channel was reset during this reply: posted, not remembered");
       return;
     }
-    const { persona } = this.ctx.settings;
     const said = outcome.kind === "reply" ? outcome.post : null;
-    const friendTurn: Turn | null = said ? { author: persona.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
+    // Recorded under the character that said it, so the next prompt reads as a script of who said what.
+    const friendTurn: Turn | null = said ? { author: character.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
     // A window that could not be read stays unread (read again next turn); the store keeps the turns.
     this.#window?.push(...userTurns, ...(friendTurn ? [friendTurn] : []));
     this.#write("save a reply", (store) => store.complete(this.id, userTurns, friendTurn));
     if (outcome.kind !== "reply") return;
     const { generated } = outcome;
+    if (generated.scene.length > 0 && friendTurn) await this.#playScene(generated.scene, sink, epoch, log);
     const latencyMs = Date.now() - started;
     log.info(
       {
@@ -361,6 +426,31 @@ export class ChannelSession {
       generationMs: generated.generationMs,
       fallback: outcome.fallback,
     });
+  }
+
+  /**
+   * Posts a scene's lines one by one, each as its own message under its character, and remembers
+   * each once it is posted. A new message in the channel, a /reset or the shutdown stops the scene:
+   * the lines already posted stay, the rest are not posted.
+   */
+  async #playScene(scene: readonly SceneLine[], sink: ReplySink, epoch: number, log: Logger): Promise<void> {
+    if (!sink.sceneLine) return;
+    let posted = 0;
+    for (const line of scene) {
+      if (this.#pending.length > 0 || this.ctx.closing() || epoch !== this.#epoch) break;
+      try {
+        await withinDeadline(sink.sceneLine(line.speaker, line.text), this.ctx.settings.limits.postTimeoutMs, () => new Error("scene line not posted in time"));
+      } catch (err) {
+        log.warn({ err }, "could not post a scene line; the scene ends here");
+        break;
+      }
+      if (epoch !== this.#epoch) break;
+      const turn: Turn = { author: line.speaker.name, text: line.text, fromFriend: true, at: Date.now(), tokens: countTokens(line.text) };
+      this.#window?.push(turn);
+      this.#write("save a scene line", (store) => store.complete(this.id, [], turn));
+      posted++;
+    }
+    log.info({ posted, of: scene.length }, "scene played");
   }
 
   /** The window, or null (logged) when the store cannot be read. */
@@ -512,25 +602,30 @@ export class ChannelSession {
     onFirstText: () => void,
   ): Promise<Generated> {
     const signal = AbortSignal.any([failOn, stopOn]);
-    const { persona, generation } = this.ctx.settings;
+    const { generation, cast } = this.ctx.settings;
+    const persona = this.#speaker;
+    const scene = this.#turnScene;
     const names = recentSpeakers(turns);
     const started = Date.now();
     const stream = backend.generate({
       channelId: this.id,
       persona,
+      cast,
       turns,
-      stop: stopSequences(persona.name, names, 16),
+      // In a scene the cast's lines are wanted: only a user's line stops the model.
+      stop: stopSequences(persona.name, names, scene > 0 ? [] : cast, 16),
       maxTokens: generation.maxTokens,
       temperature: generation.temperature,
       topP: generation.topP,
       signal,
     });
-    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: names });
+    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: names, cast });
     let shown = "";
     let lastUpdate = 0;
     let firstTextMs: number | undefined;
     let stats: GenerationStats | undefined;
     let ended = false;
+    let raw = "";
     try {
       for (;;) {
         const next = await untilAborted(stream.next(), signal);
@@ -544,8 +639,9 @@ export class ChannelSession {
           onFirstText();
         }
         sink?.raw?.(next.value);
-        // The model has started an invented scene: nothing more it says will be shown.
-        if (cleaner.push(next.value).done) break;
+        raw += next.value;
+        // The model has started an invented scene: nothing more it says will be shown (in scene mode, the scene goes on).
+        if (cleaner.push(next.value).done && scene === 0) break;
         const now = Date.now();
         if (sink && generation.stream && now - lastUpdate >= generation.streamEditIntervalMs) {
           const { text } = cleaner.view();
@@ -571,6 +667,7 @@ export class ChannelSession {
     }
     // After a user's stop, only what was already shown stands: the unfinished line was never seen.
     const text = stopOn.aborted ? cleaner.view().text : cleaner.text();
-    return { text, stats, firstTextMs, generationMs: Date.now() - started, stoppedByUser: stopOn.aborted };
+    const kept = scene > 0 && !stopOn.aborted && text ? sceneLines(raw, { personaName: persona.name, windowNames: names, cast, maxLines: scene }) : [];
+    return { text, stats, firstTextMs, generationMs: Date.now() - started, stoppedByUser: stopOn.aborted, scene: kept };
   }
 }

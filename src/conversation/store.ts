@@ -10,6 +10,8 @@ export interface AcceptedMessage {
   turn: Turn & { messageId: string };
   /** The text was cut to the input bounds, and the reply says so (not stored). */
   trimmed?: boolean;
+  /** The cast member it replies to, who answers it (not stored: after a restart the channel's persona does). */
+  character?: string;
 }
 
 /**
@@ -42,4 +44,10 @@ export interface ConversationStore {
   isKnown(messageId: string): boolean;
   getBackend(channelId: string): BackendName | undefined;
   setBackend(channelId: string, backend: BackendName): void;
+  /** The cast member's name the channel chose with /persona; kept through /reset. */
+  getPersona(channelId: string): string | undefined;
+  setPersona(channelId: string, name: string): void;
+  /** How many follow-on lines a scene keeps in the channel (/scene); 0 when scenes are off. */
+  getScene(channelId: string): number;
+  setScene(channelId: string, lines: number): void;
 }

@@ -1,3 +1,4 @@
+import type { CastMember } from "./cast.ts";
 import type { Persona } from "./persona.ts";
 import type { Turn } from "./turn.ts";
 
@@ -8,7 +9,10 @@ export type BackendName = (typeof BACKEND_NAMES)[number];
 export interface GenerateRequest {
   /** Backends that keep per-channel state (the local KV cache) key it by this. */
   channelId: string;
+  /** Who speaks this turn: the channel's /persona, as a persona. */
   persona: Persona;
+  /** The configured cast, whose labels the prompt guards against in users' text. */
+  cast: readonly CastMember[];
   /** The channel window, oldest first. The last turn is what Friend answers. */
   turns: readonly Turn[];
   /** Stop sequences, most likely first, each starting with "\n" (e.g. "\nRoss:"). */

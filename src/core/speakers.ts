@@ -1,12 +1,14 @@
+import { findCastMember, type CastMember } from "./cast.ts";
 import type { Turn } from "./turn.ts";
 
 export const MAX_NAME_LENGTH = 32;
 
 /**
  * A display name made safe to stand before a colon in a prompt: one line, no label or markdown
- * characters, and never the persona's own name (a user called "Friend" must not fake Friend's turns).
+ * characters, and never the persona's own name nor any cast member's (a user called "Friend" or
+ * "Joey" must not fake a character's turns).
  */
-export function speakerName(displayName: string, personaName: string): string {
+export function speakerName(displayName: string, personaName: string, cast: readonly CastMember[] = []): string {
   const name = displayName
     .normalize("NFKC")
     .replace(/[\p{C}:()[\]{}<>*_~`|@#\\]/gu, " ")
@@ -15,7 +17,7 @@ export function speakerName(displayName: string, personaName: string): string {
     .slice(0, MAX_NAME_LENGTH)
     .trim();
   if (!name) return "Someone";
-  return name.toLowerCase() === personaName.toLowerCase() ? `User ${name}` : name;
+  return name.toLowerCase() === personaName.toLowerCase() || findCastMember(cast, name) ? `User ${name}` : name;
 }
 
 /** The most recent distinct human speakers, newest first. */

@@ -3,8 +3,10 @@ import type { Logger } from "pino";
 import type { Config } from "../config/env.ts";
 import { errorCode, StartupError } from "../config/errors.ts";
 import type { Conversation } from "../conversation/conversation.ts";
+import type { WebhookStore } from "../core/webhook.ts";
 import { intake } from "./intake.ts";
-import { DiscordReply } from "./send.ts";
+import { DiscordReply, type PosterFor } from "./send.ts";
+import { CharacterPoster, CharacterWebhooks, FALLBACK_REASONS } from "./webhooks.ts";
 
 /**
  * Messages discord.js keeps per channel. Friend holds the messages it replies to and edits itself,
@@ -25,11 +27,16 @@ export interface BotOptions {
   onInteraction?: (interaction: Interaction) => Promise<void>;
   /** Called once the gateway is ready, e.g. to register commands. */
   onReady?: (client: Client<true>) => Promise<void>;
+  /** Where each channel's webhook for posting as a character is kept. */
+  webhookStore: WebhookStore;
 }
 
 /** The discord.js client wired to Friend: messages in, replies out. */
 export class FriendBot {
   readonly client: Client;
+  /** The webhooks that post as characters other than Friend itself. */
+  readonly webhooks: CharacterWebhooks;
+  readonly #posterFor: PosterFor;
   #ready = false;
   /** Messages that arrived before intake opened (catch-up still running), in arrival order; null once open. */
   #early: Message[] | null = [];
@@ -44,6 +51,30 @@ export class FriendBot {
       allowedMentions: { parse: [], repliedUser: false },
       makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: CACHED_MESSAGES_PER_CHANNEL }),
     });
+    this.webhooks = new CharacterWebhooks(this.client.rest, options.webhookStore, () => this.client.application?.id, options.logger);
+    const base = options.config.settings.persona.name;
+    // Friend itself posts as the bot, unless catch-up is finishing a reply begun through the webhook.
+    this.#posterFor = (character, trigger, begun) =>
+      character.name === base && begun === 0
+        ? null
+        : new CharacterPoster(
+            this.webhooks,
+            character,
+            trigger,
+            (reason) => options.logger.debug({ channel: trigger.channelId, persona: character.name, reason }, "posting as Friend with the character's name in bold"),
+            begun,
+          );
+  }
+
+  /**
+   * Why Friend cannot post under a character's own name in a channel (told to whoever chose the
+   * persona), or null when it can. Creates the channel's webhook if it has none yet.
+   */
+  async characterPosting(channelId: string): Promise<string | null> {
+    const channel = await this.client.channels.fetch(channelId).catch(() => null);
+    if (!channel) return null;
+    const target = await this.webhooks.targetFor(channel);
+    return typeof target === "string" ? FALLBACK_REASONS[target] : null;
   }
 
   get ready(): boolean {
@@ -102,7 +133,7 @@ export class FriendBot {
     const botId = this.client.user?.id;
     // Every part of a reply replies to the trigger, so a reply cut off between its parts is found whole.
     const begun = [...(later?.values() ?? [])].filter((m) => m.author.id === botId && m.reference?.messageId === messageId).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
-    return new DiscordReply(trigger, begun);
+    return new DiscordReply(trigger, begun, this.#posterFor, this.webhooks.begun(messageId));
   }
 
   #onMessage(message: Message): void {
@@ -114,12 +145,12 @@ export class FriendBot {
     try {
       const botUserId = this.client.user?.id;
       if (!botUserId) return;
-      const decision = intake(message, { botUserId, ...options.config.discord });
+      const decision = intake(message, { botUserId, ...options.config.discord, ownWebhookId: (channelId) => this.webhooks.ownWebhookId(channelId) });
       if (!decision.answer) {
         options.logger.debug({ msgId: message.id, channel: message.channelId, reason: decision.reason }, "message ignored");
         return;
       }
-      const result = options.conversation.submit(decision.message, new DiscordReply(message));
+      const result = options.conversation.submit(decision.message, new DiscordReply(message, [], this.#posterFor));
       options.logger.debug({ msgId: message.id, channel: message.channelId, result }, "message received");
     } catch (err) {
       // A user's message must never take Friend down.

@@ -9,11 +9,20 @@ export interface IntakeRules {
   allowChannels: ReadonlySet<string>;
   denyChannels: ReadonlySet<string>;
   allowDms: boolean;
+  /** The id of the webhook Friend posts characters through in a channel (a thread's parent), if any. */
+  ownWebhookId?: (channelId: string) => string | undefined;
 }
 
 export type IntakeDecision = { answer: true; message: IncomingMessage } | { answer: false; reason: string };
 
-export type ChannelRules = Omit<IntakeRules, "botUserId">;
+export type ChannelRules = Omit<IntakeRules, "botUserId" | "ownWebhookId">;
+
+/** Friend's webhook where the message was posted: a thread's is its parent channel's. */
+function ownWebhook(message: Message, rules: IntakeRules): string | undefined {
+  if (!message.inGuild() || !rules.ownWebhookId) return undefined;
+  const channelId = message.channel.isThread() ? message.channel.parentId : message.channelId;
+  return channelId ? rules.ownWebhookId(channelId) : undefined;
+}
 
 /**
  * Whether Friend works in a channel at all (messages and slash commands alike): DMs when allowed,
@@ -35,7 +44,15 @@ export function addressReason(message: Message, rules: IntakeRules): string | nu
   if (verdict === "answer-all") return "channel";
   if (message.mentions.users.has(rules.botUserId)) return "mention";
   if (message.reference?.messageId && message.mentions.repliedUser?.id === rules.botUserId) return "reply";
+  if (message.reference?.messageId && repliedCharacter(message, rules) !== undefined) return "reply";
   return null;
+}
+
+/** The character whose webhook post the message replies to (a webhook post's author is the webhook, named as the character). */
+function repliedCharacter(message: Message, rules: IntakeRules): string | undefined {
+  const replied = message.mentions.repliedUser;
+  const own = ownWebhook(message, rules);
+  return replied && own !== undefined && replied.id === own ? replied.username : undefined;
 }
 
 /**
@@ -43,6 +60,8 @@ export function addressReason(message: Message, rules: IntakeRules): string | nu
  * input: the bot's own mention removed, other mentions rendered as names.
  */
 export function intake(message: Message, rules: IntakeRules): IntakeDecision {
+  // Friend's own posts as a character come back through the gateway; reading them would be an echo loop.
+  if (message.webhookId && message.webhookId === ownWebhook(message, rules)) return { answer: false, reason: "own webhook" };
   if (message.author.bot) return { answer: false, reason: "bot" };
   if (message.system || (message.type !== MessageType.Default && message.type !== MessageType.Reply)) return { answer: false, reason: "system" };
   const why = addressReason(message, rules);
@@ -50,6 +69,7 @@ export function intake(message: Message, rules: IntakeRules): IntakeDecision {
   const withoutMention = message.content.replace(new RegExp(`<@!?${rules.botUserId}>`, "g"), " ");
   const text = cleanContent(withoutMention, message.channel).trim();
   if (!text) return { answer: false, reason: "no text" };
+  const character = why === "reply" ? repliedCharacter(message, rules) : undefined;
   return {
     answer: true,
     message: {
@@ -59,6 +79,7 @@ export function intake(message: Message, rules: IntakeRules): IntakeDecision {
       authorName: message.member?.displayName ?? message.author.displayName,
       text,
       at: message.createdTimestamp,
+      ...(character !== undefined ? { character } : {}),
     },
   };
 }

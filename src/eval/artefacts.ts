@@ -1,8 +1,9 @@
+import type { CastMember } from "../core/cast.ts";
 import { knownSpeakers, readLabel, type KnownSpeakers } from "../reply/speakers.ts";
 
 /** The speakers the bot's cleaner knew for a reply: the persona, the cast and the window's names. */
-export function speakersFor(personaName: string, windowNames: Iterable<string>): KnownSpeakers {
-  return knownSpeakers(personaName, windowNames);
+export function speakersFor(personaName: string, windowNames: Iterable<string>, cast: readonly CastMember[]): KnownSpeakers {
+  return knownSpeakers(personaName, windowNames, cast);
 }
 
 /** The raw reply opens with the persona's own label (`Friend:`, `**Friend:**`, `Friend：`…), as the cleaner reads labels. */

@@ -3,6 +3,7 @@ import { LocalBackend } from "../backends/local.ts";
 import type { OpenAIBackend } from "../backends/openai.ts";
 import { recentSpeakers, speakerName } from "../core/speakers.ts";
 import type { Settings } from "../config/settings.ts";
+import type { CastMember } from "../core/cast.ts";
 import { countTokens } from "../core/tokens.ts";
 import type { Turn } from "../core/turn.ts";
 import { Conversation } from "../conversation/conversation.ts";
@@ -108,18 +109,22 @@ interface ItemContext {
   signal: AbortSignal;
 }
 
-/** The scene as the channel's window: the reply's speaker is the persona, everyone else a user. */
-export function sceneTurns(item: EvalItem, personaName: string): Turn[] {
+/**
+ * The scene as the channel's window: the reply's speaker is the persona, everyone else a user, named
+ * as the bot names users (a cast member's name becomes "User Ross", as it would for a Discord user
+ * called Ross), so the earlier lines read like the addressed one, which goes through the bot's intake.
+ */
+export function sceneTurns(item: EvalItem, personaName: string, cast: readonly CastMember[]): Turn[] {
   return item.scene.map((line, i) => {
     const own = line.speaker.trim().toLowerCase() === item.reply.speaker.trim().toLowerCase();
-    return { author: own ? personaName : speakerName(line.speaker, personaName), text: line.text, fromFriend: own, at: i + 1, tokens: countTokens(line.text) };
+    return { author: own ? personaName : speakerName(line.speaker, personaName, cast), text: line.text, fromFriend: own, at: i + 1, tokens: countTokens(line.text) };
   });
 }
 
 async function answer(item: EvalItem, ctx: ItemContext): Promise<Sample | null> {
   const { persona } = ctx.settings;
   const channelId = `eval:${item.id}`;
-  const turns = sceneTurns(item, persona.name);
+  const turns = sceneTurns(item, persona.name, ctx.settings.cast);
   if (turns.length) ctx.store.complete(channelId, turns, null);
   let posted: string | undefined;
   const sink: ReplySink = {
@@ -139,8 +144,9 @@ async function answer(item: EvalItem, ctx: ItemContext): Promise<Sample | null> 
 
   const first = attempts[0]!;
   const names = recentSpeakers(first.request.turns);
-  const speakers = speakersFor(persona.name, names);
-  const recorded = attempts.map((a) => recordAttempt(a, persona.name, names));
+  const { cast } = ctx.settings;
+  const speakers = speakersFor(persona.name, names, cast);
+  const recorded = attempts.map((a) => recordAttempt(a, persona.name, names, cast));
   const failed = attempts.find((a) => a.error);
   const outcome: Sample["outcome"] = failed ? "error" : recorded.every((a) => a.cleaned === "") ? "fallback" : "reply";
   const sample: Sample = {
@@ -172,9 +178,9 @@ async function score(sample: Sample, item: EvalItem, ctx: ItemContext, backend: 
   }
 }
 
-function recordAttempt(attempt: Attempt, personaName: string, names: readonly string[]): SampleAttempt {
+function recordAttempt(attempt: Attempt, personaName: string, names: readonly string[], cast: readonly CastMember[]): SampleAttempt {
   // The same cleaner and options the session ran over this text, so `cleaned` is what it decided.
-  const cleaned = attempt.error ? "" : cleanReply(attempt.raw, { personaName, windowNames: names });
+  const cleaned = attempt.error ? "" : cleanReply(attempt.raw, { personaName, windowNames: names, cast });
   return {
     raw: attempt.raw,
     cleaned,

@@ -1,3 +1,4 @@
+import type { CastMember } from "../core/cast.ts";
 import { closesFence, fenceLine } from "./fences.ts";
 import { knownSpeakers, readLabel, type KnownSpeakers } from "./speakers.ts";
 
@@ -6,6 +7,8 @@ export interface CleanOptions {
   personaName: string;
   /** Names seen in the channel window; they count as speakers in any case, whatever characters they hold. */
   windowNames?: Iterable<string>;
+  /** The configured cast: every spelling of the persona is its own label, every other member's a follow-on speaker. */
+  cast: readonly CastMember[];
 }
 
 // Each run of spaces is followed by something else, so the direction regexes never backtrack more than once.
@@ -99,7 +102,7 @@ export class ReplyCleaner {
   #fence: string | null = null;
 
   constructor(options: CleanOptions) {
-    this.#speakers = knownSpeakers(options.personaName, options.windowNames ?? []);
+    this.#speakers = knownSpeakers(options.personaName, options.windowNames ?? [], options.cast);
   }
 
   /** Adds raw model text. */

@@ -1,10 +1,4 @@
-import { mainCharacterSpellings, type MainCharacter } from "../core/cast.ts";
-
-/**
- * The six main characters, in the order their invented lines most often followed the seed models'
- * replies (`Ross: (entering) Hey Ben!` first): OpenAI takes only four stop sequences.
- */
-export const MAIN_CAST: readonly MainCharacter[] = ["Ross", "Rachel", "Monica", "Chandler", "Joey", "Phoebe"];
+import { castSpellings, type CastMember } from "../core/cast.ts";
 
 /** Recurring characters the models also invent lines for. Matched only when capitalised: some are common words. */
 const RECURRING_CAST = [
@@ -89,22 +83,31 @@ function startsCapitalised(name: string): boolean {
   return letter === undefined || letter !== letter.toLowerCase();
 }
 
-let cast: [key: string, needsCapital: boolean][] | undefined;
+let fixedKeys: [key: string, needsCapital: boolean][] | undefined;
+/** Each configured cast's keys, by member: computed once per cast (settings are loaded once). */
+const castKeyCache = new WeakMap<readonly CastMember[], { name: string; keys: string[] }[]>();
 
-/** The keys of every name known before any window: computed once. */
-function castKeys(): [key: string, needsCapital: boolean][] {
-  cast ??= [
-    ...[...MAIN_CAST, ...mainCharacterSpellings(), ...CHAT_ROLE_LABELS].map((name) => [nameKey(name), false] as [string, boolean]),
+/** The keys of the names known in every channel besides the cast: computed once. */
+function fixedSpeakerKeys(): [key: string, needsCapital: boolean][] {
+  fixedKeys ??= [
+    ...CHAT_ROLE_LABELS.map((name) => [nameKey(name), false] as [string, boolean]),
     ...[...RECURRING_CAST, ...GROUP_LABELS].map((name) => [nameKey(name), true] as [string, boolean]),
   ];
-  return cast;
+  return fixedKeys;
+}
+
+function castKeys(cast: readonly CastMember[]): { name: string; keys: string[] }[] {
+  let keys = castKeyCache.get(cast);
+  if (!keys) castKeyCache.set(cast, (keys = cast.map((m) => ({ name: m.name, keys: castSpellings(m).map(nameKey).filter(Boolean) }))));
+  return keys;
 }
 
 export type SpeakerKind = "persona" | "other";
 
 /**
- * The speakers whose labels the cleaner cuts and the prompt guards: the persona (and "Assistant"),
- * the main and recurring cast, group and chat-role labels, and the names in the channel window.
+ * The speakers whose labels the cleaner cuts and the prompt guards: the persona (every spelling of
+ * it, and "Assistant"), the rest of the configured cast, the recurring characters, group and
+ * chat-role labels, and the names in the channel window.
  * Names compare by letters and digits, with accents, case, emoji and punctuation folded away, so
  * "Zoë 🦄", "Zoe" and "ＺＯＥ" are one speaker; a name with no letter or digit compares by its symbols.
  */
@@ -113,10 +116,13 @@ export class KnownSpeakers {
   /** Key → whether the name counts only when capitalised. */
   readonly #others = new Map<string, boolean>();
 
-  constructor(personaName: string, windowNames: Iterable<string>) {
+  constructor(personaName: string, windowNames: Iterable<string>, cast: readonly CastMember[]) {
     for (const name of [personaName, ...PERSONA_ALIASES]) this.#add(this.#persona, name);
+    const members = castKeys(cast);
+    for (const member of members) if (member.name.toLowerCase() === personaName.toLowerCase()) for (const key of member.keys) this.#persona.add(key);
     for (const name of windowNames) this.#addOther(nameKey(name), false);
-    for (const [key, needsCapital] of castKeys()) this.#addOther(key, needsCapital);
+    for (const member of members) for (const key of member.keys) this.#addOther(key, false);
+    for (const [key, needsCapital] of fixedSpeakerKeys()) this.#addOther(key, needsCapital);
   }
 
   /** Whose label `name` (with its stage direction, if any) is, or null when it is not a speaker's. */
@@ -191,8 +197,8 @@ export class KnownSpeakers {
 }
 
 /** Names the cleaner and the prompt guards treat as speakers. */
-export function knownSpeakers(personaName: string, windowNames: Iterable<string>): KnownSpeakers {
-  return new KnownSpeakers(personaName, windowNames);
+export function knownSpeakers(personaName: string, windowNames: Iterable<string>, cast: readonly CastMember[]): KnownSpeakers {
+  return new KnownSpeakers(personaName, windowNames, cast);
 }
 
 /** A speaker label read at the start of a line. */
@@ -202,6 +208,10 @@ export interface SpeakerLabel {
   end: number;
   /** False while the line is unfinished and the next character could still undo the label (`Ross:` → `Ross://`). */
   settled: boolean;
+  /** The name as written (`Ross`, `Joey Tribbiani`). */
+  name: string;
+  /** The stage direction between the name and the colon, if any (`entering`). */
+  direction?: string;
 }
 
 export interface ReadLabelOptions {
@@ -278,10 +288,11 @@ export function readLabel(text: string, speakers: KnownSpeakers, options: ReadLa
   i++;
   if (i < n && COLONS.includes(line[i]!)) i++;
   i = skipSpacesAndEmphasis(line, i, false);
-  if (i >= n) return { kind, end: from + i, settled: ended };
+  const named = { name, ...(direction !== undefined ? { direction } : {}) };
+  if (i >= n) return { kind, end: from + i, settled: ended, ...named };
   if (line[i] === "/") return null; // a URL (`joey://`), not a label
   while (i < n && (line[i] === " " || line[i] === "\t")) i++;
-  return { kind, end: from + i, settled: true };
+  return { kind, end: from + i, settled: true, ...named };
 }
 
 /** Skips up to three bold or italic marks, with blanks (zero-width ones too) around and between them. */
@@ -303,11 +314,13 @@ function countEmphasis(line: string, from: number, to: number): number {
 
 /**
  * Stop sequences for a generation, most likely next speaker first: the people recently seen in the
- * window (most recent first), then the main cast. Each starts with "\n" so it matches a new line.
+ * window (most recent first), then the cast in its configured order (OpenAI takes only four, so
+ * the config lists the characters whose lines most often follow a reply first). Each starts with
+ * "\n" so it matches a new line.
  */
-export function stopSequences(personaName: string, recentSpeakers: readonly string[], limit: number): string[] {
+export function stopSequences(personaName: string, recentSpeakers: readonly string[], cast: readonly CastMember[], limit: number): string[] {
   const names: string[] = [];
-  for (const name of [...recentSpeakers, ...MAIN_CAST]) {
+  for (const name of [...recentSpeakers, ...cast.map((m) => m.name)]) {
     if (name.toLowerCase() === personaName.toLowerCase()) continue;
     if (!names.some((n) => n.toLowerCase() === name.toLowerCase())) names.push(name);
   }

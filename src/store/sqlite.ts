@@ -5,6 +5,7 @@ import { dirname } from "node:path";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
 import type { AcceptedMessage, ConversationStore } from "../conversation/store.ts";
 import type { Turn } from "../core/turn.ts";
+import type { WebhookCredentials, WebhookStore } from "../core/webhook.ts";
 
 /** Each entry moves the schema one version up; never edit one that has shipped, add another. */
 const MIGRATIONS: string[] = [
@@ -47,6 +48,31 @@ const MIGRATIONS: string[] = [
      pid INTEGER NOT NULL,
      host TEXT NOT NULL,
      heartbeat_at INTEGER NOT NULL
+   );`,
+  // 4: each channel's /persona and /scene, the webhook Friend posts characters through there (its token is a
+  // secret), and the webhook messages of a reply not yet finished (catch-up edits them after a crash).
+  `CREATE TABLE personas (
+     channel_id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE scenes (
+     channel_id TEXT PRIMARY KEY,
+     lines INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE webhooks (
+     channel_id TEXT PRIMARY KEY,
+     webhook_id TEXT NOT NULL,
+     token TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE webhook_parts (
+     trigger_id TEXT NOT NULL,
+     part INTEGER NOT NULL,
+     message_id TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     PRIMARY KEY (trigger_id, part)
    );`,
 ];
 
@@ -108,7 +134,7 @@ function turnOf(r: TurnRow): Turn {
  * Friend's durable state in SQLite (WAL mode): each channel's backend choice and conversation
  * window, the messages accepted but not yet answered, and the message ids already answered.
  */
-export class SqliteStore implements ConversationStore {
+export class SqliteStore implements ConversationStore, WebhookStore {
   readonly #db: Database.Database;
   readonly #maxTurns: number;
   readonly #answeredRetentionMs: number;
@@ -144,6 +170,23 @@ export class SqliteStore implements ConversationStore {
       setBackend: db.prepare(
         "INSERT INTO channels (channel_id, backend, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET backend = excluded.backend, updated_at = excluded.updated_at",
       ),
+      getPersona: db.prepare<[string]>("SELECT name FROM personas WHERE channel_id = ?"),
+      setPersona: db.prepare(
+        "INSERT INTO personas (channel_id, name, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+      ),
+      getScene: db.prepare<[string]>("SELECT lines FROM scenes WHERE channel_id = ?"),
+      setScene: db.prepare(
+        "INSERT INTO scenes (channel_id, lines, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET lines = excluded.lines, updated_at = excluded.updated_at",
+      ),
+      getWebhook: db.prepare<[string]>("SELECT webhook_id, token FROM webhooks WHERE channel_id = ?"),
+      setWebhook: db.prepare(
+        "INSERT INTO webhooks (channel_id, webhook_id, token, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET webhook_id = excluded.webhook_id, token = excluded.token, updated_at = excluded.updated_at",
+      ),
+      forgetWebhook: db.prepare("DELETE FROM webhooks WHERE channel_id = ?"),
+      addPart: db.prepare("INSERT INTO webhook_parts (trigger_id, part, message_id, at) VALUES (?, ?, ?, ?) ON CONFLICT (trigger_id, part) DO UPDATE SET message_id = excluded.message_id, at = excluded.at"),
+      parts: db.prepare<[string]>("SELECT message_id FROM webhook_parts WHERE trigger_id = ? ORDER BY part"),
+      forgetParts: db.prepare("DELETE FROM webhook_parts WHERE trigger_id = ?"),
+      forgetOldParts: db.prepare("DELETE FROM webhook_parts WHERE at < ?"),
       probe: db.prepare("INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"),
       readProbe: db.prepare("SELECT (SELECT count(*) FROM (SELECT 1 FROM turns LIMIT 1)) + (SELECT count(*) FROM (SELECT 1 FROM accepted LIMIT 1)) AS n"),
       owner: db.prepare("SELECT pid, host, heartbeat_at FROM instance WHERE id = 1"),
@@ -226,6 +269,49 @@ export class SqliteStore implements ConversationStore {
 
   setBackend(channelId: string, backend: BackendName): void {
     this.#write("save the channel's backend", () => this.#q.setBackend.run(channelId, backend, Date.now()));
+  }
+
+  getPersona(channelId: string): string | undefined {
+    return this.#read(() => (this.#q.getPersona.get(channelId) as { name: string } | undefined)?.name);
+  }
+
+  setPersona(channelId: string, name: string): void {
+    this.#write("save the channel's persona", () => this.#q.setPersona.run(channelId, name, Date.now()));
+  }
+
+  getScene(channelId: string): number {
+    return this.#read(() => (this.#q.getScene.get(channelId) as { lines: number } | undefined)?.lines ?? 0);
+  }
+
+  setScene(channelId: string, lines: number): void {
+    this.#write("save the channel's scene setting", () => this.#q.setScene.run(channelId, lines, Date.now()));
+  }
+
+  /** The webhook Friend posts through in a channel (see WebhookStore). */
+  getWebhook(channelId: string): WebhookCredentials | undefined {
+    const row = this.#read(() => this.#q.getWebhook.get(channelId) as { webhook_id: string; token: string } | undefined);
+    return row && { id: row.webhook_id, token: row.token };
+  }
+
+  setWebhook(channelId: string, webhook: WebhookCredentials | null): void {
+    this.#write("save the channel's webhook", () => (webhook ? this.#q.setWebhook.run(channelId, webhook.id, webhook.token, Date.now()) : this.#q.forgetWebhook.run(channelId)));
+  }
+
+  beginWebhookPart(triggerId: string, part: number, messageId: string): void {
+    const now = Date.now();
+    this.#write("remember a begun reply", () => {
+      this.#q.addPart.run(triggerId, part, messageId, now);
+      // Catch-up never looks further back than a few days; what a crash left older is forgotten.
+      if (++this.#saves % 500 === 1) this.#q.forgetOldParts.run(now - this.#answeredRetentionMs);
+    });
+  }
+
+  webhookParts(triggerId: string): string[] {
+    return this.#read(() => (this.#q.parts.all(triggerId) as { message_id: string }[]).map((r) => r.message_id));
+  }
+
+  forgetWebhookParts(triggerId: string): void {
+    this.#write("forget a finished reply's parts", () => this.#q.forgetParts.run(triggerId));
   }
 
   /**

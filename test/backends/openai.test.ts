@@ -32,6 +32,7 @@ function request(signal: AbortSignal, extra: Partial<GenerateRequest> = {}): Gen
   return {
     channelId: "c",
     persona,
+    cast: loadSettings().cast,
     turns: [{ author: "Alice", text: "sing for me", fromFriend: false, at: 1, tokens: 4 }],
     stop: ["\nAlice:"],
     maxTokens: 200,

@@ -4,6 +4,7 @@ import { Conversation, type ConversationOptions, type IncomingMessage } from "..
 import type { ConversationEvent } from "../../src/conversation/events.ts";
 import type { ReplySink } from "../../src/conversation/session.ts";
 import type { ConversationStore } from "../../src/conversation/store.ts";
+import type { CastMember } from "../../src/core/cast.ts";
 import type { Backend, BackendInfo, BackendName, GenerateRequest, GenerationStats } from "../../src/core/backend.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 
@@ -152,6 +153,25 @@ export class RecordingSink implements ReplySink {
 
   async notice(text: string): Promise<void> {
     this.events.push(`notice:${text}`);
+  }
+
+  /** Scene lines posted, as `Name: text`; each waits for `sceneGate` when set. */
+  readonly scene: string[] = [];
+  sceneGate: Promise<void> | null = null;
+  /** Settles each time a scene line starts posting. */
+  onSceneLine: (() => void) | null = null;
+
+  async sceneLine(character: CastMember, text: string): Promise<void> {
+    this.onSceneLine?.();
+    await this.sceneGate;
+    this.scene.push(`${character.name}: ${text}`);
+  }
+
+  /** Who each turn spoke as (speakAs), kept apart from what the user saw. */
+  readonly speakers: string[] = [];
+
+  speakAs(character: CastMember): void {
+    this.speakers.push(character.name);
   }
 
   /** What was posted in the end, if anything. */

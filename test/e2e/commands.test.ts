@@ -17,14 +17,14 @@ afterEach(async () => {
 const localEnv = tiny.env;
 
 describe("slash command registration", () => {
-  it("registers /model, /reset and /status in the configured guild with one bulk PUT", async () => {
+  it("registers /model, /persona, /reset and /status in the configured guild with one bulk PUT", async () => {
     const discord = await FakeDiscord.start();
     world = await startWorld({ discord, env: { DISCORD_GUILD_ID: discord.guildId } });
     const put = await discord.waitForRest((c) => c.method === "PUT" && c.path.includes("/commands"));
     expect(put.path).toBe(`/applications/${discord.applicationId}/guilds/${discord.guildId}/commands`);
     expect(discord.rest.filter((c) => c.method === "PUT" && c.path.includes("/commands"))).toHaveLength(1);
     const byName = Object.fromEntries(put.body.map((c: { name: string }) => [c.name, c]));
-    expect(Object.keys(byName).sort()).toEqual(["model", "reset", "status"]);
+    expect(Object.keys(byName).sort()).toEqual(["model", "persona", "reset", "scene", "status"]);
     expect(byName.model.default_member_permissions).toBe(MANAGE_CHANNELS);
     expect(byName.model.options).toEqual([
       expect.objectContaining({ name: "backend", type: 3, required: false, choices: [{ name: "openai", value: "openai" }, { name: "local", value: "local" }] }),

@@ -19,7 +19,7 @@ describe("friend register (npm run register)", () => {
     discord = await FakeDiscord.start();
     const run = io({ DISCORD_TOKEN: discord.token, DISCORD_API_URL: discord.apiUrl, DISCORD_GUILD_ID: discord.guildId, FRIEND_BACKEND: "local", FRIEND_DB_PATH: ":memory:" });
     expect(await main(["register"], run.io)).toBe(0);
-    expect(run.out).toEqual([`Registered 3 slash commands in guild ${discord.guildId}.`]);
+    expect(run.out).toEqual([`Registered 5 slash commands in guild ${discord.guildId}.`]);
     const puts = discord.rest.filter((c) => c.method === "PUT");
     expect(puts).toHaveLength(1);
     expect(puts[0]!.path).toBe(`/applications/${discord.applicationId}/guilds/${discord.guildId}/commands`);

@@ -126,6 +126,31 @@ describe("restarts keep Friend the same friend", () => {
     expect(replyTo(discord, chat, m1.id)).toHaveLength(1);
   }, 180_000);
 
+  it("after SIGKILL mid-reply as a character: catch-up edits the webhook message begun, never posting it twice", async () => {
+    const { discord, openai, start } = await setup();
+    const chat = discord.channelIds[1]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const first = await start();
+    const choose = discord.sendInteraction({ channelId: chat, user: alice, name: "persona", options: [{ name: "character", type: 3, value: "Joey" }], permissions: MANAGE_CHANNELS });
+    await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/${choose.token}/messages/@original`), 20_000);
+    openai.script({ text: "Well, a long and slow answer that will never finish.", chunkDelayMs: 300 });
+    openai.otherwise(() => ({ text: "How you doin'?" }));
+    discord.sendMessage({ channelId: chat, author: alice, content: `<@${discord.botUser.id}> hey`, mentions: [discord.botUser as never] });
+    // Killed while the reply shows through the webhook, being edited: a half-sentence is on Discord.
+    await discord.waitForRest((c) => c.method === "PATCH" && /^\/webhooks\/\d+\/[^/]+\/messages\/\d+$/.test(c.path) && c.status === 200, 20_000);
+    first.child.kill("SIGKILL");
+    expect(await first.exited).toBe("SIGKILL");
+    expect(discord.webhookMessages(chat)).toHaveLength(1);
+    expect(discord.webhookMessages(chat)[0]!.content).not.toBe("Well, a long and slow answer that will never finish.");
+
+    await start();
+    await eventually(() => discord.webhookMessages(chat)[0]?.content === "How you doin'?", "the caught-up answer, in the message begun", 20_000);
+    expect(discord.webhookMessages(chat)).toHaveLength(1);
+    expect(discord.webhookMessages(chat)[0]!.username).toBe("Joey");
+    expect(discord.botMessages(chat)).toHaveLength(0);
+    expect(openai.requests.at(-1)!.body.messages.slice(1)).toEqual([{ role: "user", name: "Alice", content: "hey" }]);
+  }, 180_000);
+
   it("after SIGKILL while a long reply's third part waits on a 429: the restart posts each part exactly once", async () => {
     const { discord, openai, start } = await setup();
     const chat = discord.channelIds[1]!;

@@ -26,7 +26,7 @@ async function setup() {
     OPENAI_BASE_URL: openai.baseURL,
     OPENAI_MODEL: "ft:test",
     FRIEND_DB_PATH: join(mkdtempSync(join(tmpdir(), "friend-chat-")), "friend.db"),
-    USER: "rachel",
+    USER: "jill",
     ...tiny.env(),
   };
   return { openai, env };
@@ -45,8 +45,8 @@ describe("friend chat", () => {
     expect(first.stdout()).toContain("Friend: Oh, I don't know, what are you up for?\n");
     expect(first.stdout()).not.toContain("Ross");
     const request = openai.requests[0]!.body;
-    expect(request.messages.at(-1)).toEqual({ role: "user", name: "rachel", content: "what should we do tonight?" });
-    expect(request.stop).toContain("\nrachel:");
+    expect(request.messages.at(-1)).toEqual({ role: "user", name: "jill", content: "what should we do tonight?" });
+    expect(request.stop).toContain("\njill:");
 
     openai.script({ text: "Still here." });
     const second = chat([], env);
@@ -56,6 +56,38 @@ describe("friend chat", () => {
     expect(openai.requests[1]!.body.messages.slice(1).map((m) => m.content)).toEqual(["what should we do tonight?", "Oh, I don't know, what are you up for?", "remember me?"]);
     expect(first.stderr()).toBe("");
   }, STARTUP * 2);
+
+  it("--persona and /persona choose who answers: the label, the prompt and the status show it, and it is kept for the channel", async () => {
+    const { openai, env } = await setup();
+    openai.script({ text: "Joey: How you doin'?\nFriend: hi" }, { text: "Rachel Green: Noooo." });
+    const c = chat(["--persona", "joey"], env);
+    c.say("hey");
+    c.say("/persona rachel");
+    c.say("/status");
+    c.say("you there?");
+    c.say("/persona Gunther");
+    c.end();
+    expect(await c.exited).toBe(0);
+    const out = c.stdout();
+    expect(out).toContain("(talking to Joey on openai");
+    expect(out).toContain("Joey: How you doin'?\n");
+    expect(out).toContain("(Rachel answers from your next message)");
+    expect(out).toMatch(/\(openai \(ft:test\); local model not loaded; window 2 turns, \d+ tokens; persona Rachel\)/);
+    expect(out).toContain("Rachel: Noooo.\n");
+    expect(out).toContain(`(there's no "Gunther" in the cast`);
+    expect(openai.requests[0]!.body.messages[0]!.content).toContain("Your name is Joey.");
+    expect(openai.requests[1]!.body.messages.slice(1, 3)).toEqual([
+      { role: "user", name: "jill", content: "hey" },
+      { role: "assistant", name: "Joey", content: "How you doin'?" },
+    ]);
+    const again = chat([], env);
+    again.end();
+    expect(await again.exited).toBe(0);
+    expect(again.stdout()).toContain("(talking to Rachel on openai");
+    const wrong = chat(["--persona", "Gunther"], env);
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.stderr()).toMatch(/--persona: "Gunther" is not in the cast \(Friend, Ross/);
+  }, STARTUP);
 
   it("--raw shows the model's raw output and the cut follow-on speaker; /raw turns it off", async () => {
     const { openai, env } = await setup();
@@ -93,7 +125,7 @@ describe("friend chat", () => {
     expect(openai.requests.map((r) => r.body.messages.slice(1).map((m) => m.content))).toEqual([["one"], ["two"]]);
     expect(out).toContain("(switched to local (tiny-script.gguf))");
     expect(out).toContain("Friend: Oh, I don't know.\n");
-    expect(out).toMatch(/\(local \(tiny-script\.gguf\); local model loaded; window 4 turns, \d+ tokens\)/);
+    expect(out).toMatch(/\(local \(tiny-script\.gguf\); local model loaded; window 4 turns, \d+ tokens; persona Friend\)/);
   }, STARTUP);
 
   it("Ctrl-C mid-reply stops that reply where it stands and the chat goes on; Ctrl-C at the prompt leaves with 0", async () => {

@@ -131,14 +131,15 @@ describe("friend eval against a scripted OpenAI-compatible server", () => {
     expect(wilson(3, 10)).toEqual([expect.closeTo(0.1078, 3), expect.closeTo(0.6032, 3)]);
 
     // Every item went the bot's way: persona prompt, scene as named turns, the persona's own lines as its turns, stop sequences.
+    // Show characters speak as users would under those names: never as the cast member itself.
     const request = goodRequests().find((r) => questionOf(r) === 6)!;
     expect(request.body.messages).toEqual([
-      { role: "system", content: persona.systemPrompt.replaceAll("{user}", "Ross") },
-      { role: "user", name: "Monica", content: "Okay, everybody relax." },
+      { role: "system", content: persona.systemPrompt.replaceAll("{user}", "User_Ross") },
+      { role: "user", name: "User_Monica", content: "Okay, everybody relax." },
       { role: "assistant", content: "I'm always relaxed." },
-      { role: "user", name: "Ross", content: "question 6" },
+      { role: "user", name: "User_Ross", content: "question 6" },
     ]);
-    expect(request.body.stop).toEqual(["\nRoss:", "\nMonica:", "\nRachel:", "\nChandler:"]);
+    expect(request.body.stop).toEqual(["\nUser Ross:", "\nUser Monica:", "\nRoss:", "\nRachel:"]);
     expect(request.body.temperature).toBe(0.3);
     expect(request.body.seed).toEqual(expect.any(Number));
     // Item 5 was empty after cleaning, so the bot asked once more, then used its fallback line.

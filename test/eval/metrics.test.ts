@@ -1,3 +1,4 @@
+import { loadSettings } from "../../src/config/settings.ts";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { cutPieces, hasFollowOnSpeaker, leaksLabel, speakersFor } from "../../src/eval/artefacts.ts";
@@ -56,7 +57,7 @@ describe("distinct-n and percentiles", () => {
 });
 
 describe("artefacts, read as the cleaner reads labels", () => {
-  const speakers = speakersFor("Friend", ["Zoë"]);
+  const speakers = speakersFor("Friend", ["Zoë"], loadSettings().cast);
   it.each([
     ["Friend: hi", true],
     ["**Friend:** hi", true],

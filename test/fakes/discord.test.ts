@@ -4,7 +4,7 @@
  */
 import { once } from "node:events";
 import {
-  ChatInputCommandInteraction, Client, type DMChannel, Events, GatewayIntentBits, Message, MessageFlags, Partials, type TextChannel,
+  ChatInputCommandInteraction, Client, type DMChannel, Events, GatewayIntentBits, Message, MessageFlags, Partials, Routes, type TextChannel,
 } from "discord.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FakeDiscord } from "./discord.ts";
@@ -263,5 +263,81 @@ describe("FakeDiscord with a real discord.js Client", () => {
   it("rejects waitForRest with the recorded calls when nothing matches", async () => {
     await login();
     await expect(fake.waitForRest((r) => r.path === "/never", 50)).rejects.toThrow(/GET \/gateway\/bot/);
+  });
+});
+
+describe("FakeDiscord webhooks, as Discord does them", () => {
+  it("creates and lists a channel's webhooks, executes with ?wait=true under any name, edits and deletes its messages, and echoes them with webhook_id", async () => {
+    const c = await login();
+    const channel = fake.channelIds[0]!;
+    const created = (await c.rest.post(Routes.channelWebhooks(channel), { body: { name: "Friend cast" } })) as { id: string; token: string; channel_id: string };
+    expect(created.channel_id).toBe(channel);
+    const listed = (await c.rest.get(Routes.channelWebhooks(channel))) as { id: string; token?: string }[];
+    expect(listed).toEqual([expect.objectContaining({ id: created.id, token: created.token })]);
+    // Another application's webhook is listed without its token.
+    const foreign = fake.addForeignWebhook(channel);
+    expect(((await c.rest.get(Routes.channelWebhooks(channel))) as { id: string; token?: string }[]).find((w) => w.id === foreign.id)!.token).toBeUndefined();
+
+    const echoed = new Promise<Message>((resolve) => c.on(Events.MessageCreate, (m) => m.webhookId && resolve(m)));
+    const posted = (await c.rest.post(Routes.webhook(created.id, created.token), { body: { content: "hey", username: "Joey" }, query: new URLSearchParams({ wait: "true" }), auth: false })) as { id: string; webhook_id: string; author: { id: string; username: string; bot: boolean } };
+    expect(posted).toMatchObject({ webhook_id: created.id, author: { id: created.id, username: "Joey", bot: true } });
+    const gateway = await echoed;
+    expect(gateway.webhookId).toBe(created.id);
+    expect(gateway.author.username).toBe("Joey");
+    // Without wait, Discord answers 204 and no message.
+    await c.rest.post(Routes.webhook(created.id, created.token), { body: { content: "no wait" }, auth: false });
+    expect(fake.rest.at(-1)).toMatchObject({ status: 204, body: { content: "no wait" } });
+
+    await c.rest.patch(Routes.webhookMessage(created.id, created.token, posted.id), { body: { content: "edited" }, auth: false });
+    expect(fake.webhookMessages(channel)[0]!.content).toBe("edited");
+    // A webhook edits only its own messages.
+    const other = (await c.rest.post(Routes.webhook(foreign.id, foreign.token), { body: { content: "x" }, query: new URLSearchParams({ wait: "true" }), auth: false })) as { id: string };
+    await expect(c.rest.patch(Routes.webhookMessage(created.id, created.token, other.id), { body: { content: "y" }, auth: false })).rejects.toMatchObject({ code: 10008 });
+    await c.rest.delete(Routes.webhookMessage(created.id, created.token, posted.id), { auth: false });
+    expect(fake.webhookMessages(channel).map((m) => m.id)).not.toContain(posted.id);
+    await expect(c.rest.post(Routes.webhook(created.id, "wrong-token"), { body: { content: "x" }, auth: false })).rejects.toMatchObject({ code: 50027 });
+  });
+
+  it("posts into a thread with thread_id through the parent's webhook, and edits there only with it", async () => {
+    const c = await login();
+    const parent = fake.channelIds[0]!;
+    const thread = fake.addThread(parent);
+    await expect(c.rest.post(Routes.channelWebhooks(thread), { body: { name: "hook" } })).rejects.toMatchObject({ code: 50024 });
+    const hook = (await c.rest.post(Routes.channelWebhooks(parent), { body: { name: "hook" } })) as { id: string; token: string };
+    const posted = (await c.rest.post(Routes.webhook(hook.id, hook.token), { body: { content: "in the thread" }, query: new URLSearchParams({ wait: "true", thread_id: thread }), auth: false })) as { id: string; channel_id: string };
+    expect(posted.channel_id).toBe(thread);
+    await expect(c.rest.patch(Routes.webhookMessage(hook.id, hook.token, posted.id), { body: { content: "x" }, auth: false })).rejects.toMatchObject({ code: 10008 });
+    await c.rest.patch(Routes.webhookMessage(hook.id, hook.token, posted.id), { body: { content: "edited" }, query: new URLSearchParams({ thread_id: thread }), auth: false });
+    expect(fake.webhookMessages(thread)[0]!.content).toBe("edited");
+    // A thread of another channel is refused.
+    const elsewhere = fake.addThread(fake.channelIds[1]!);
+    await expect(c.rest.post(Routes.webhook(hook.id, hook.token), { body: { content: "x" }, query: new URLSearchParams({ thread_id: elsewhere }), auth: false })).rejects.toMatchObject({ code: 10003 });
+  });
+
+  it("answers 404 Unknown Webhook after a deletion, 403 without Manage Webhooks, and 30007 at the per-channel limit", async () => {
+    const c = await login();
+    const [a, b] = fake.channelIds as [string, string];
+    const hook = (await c.rest.post(Routes.channelWebhooks(a), { body: { name: "hook" } })) as { id: string; token: string };
+    fake.deleteWebhook(hook.id);
+    await expect(c.rest.post(Routes.webhook(hook.id, hook.token), { body: { content: "x" }, auth: false })).rejects.toMatchObject({ code: 10015, status: 404 });
+    fake.denyManageWebhooks(b);
+    await expect(c.rest.post(Routes.channelWebhooks(b), { body: { name: "hook" } })).rejects.toMatchObject({ code: 50013, status: 403 });
+    for (let i = 0; i < 15; i++) fake.addForeignWebhook(a);
+    await expect(c.rest.post(Routes.channelWebhooks(a), { body: { name: "hook" } })).rejects.toMatchObject({ code: 30007, status: 400 });
+  });
+
+  it("rate-limits each webhook to about 5 posts per 2 s: the 6th waits out its 429, the others' buckets are their own", async () => {
+    const c = await login();
+    const [a, b] = fake.channelIds as [string, string];
+    const one = (await c.rest.post(Routes.channelWebhooks(a), { body: { name: "one" } })) as { id: string; token: string };
+    const two = (await c.rest.post(Routes.channelWebhooks(b), { body: { name: "two" } })) as { id: string; token: string };
+    const post = (hook: { id: string; token: string }, i: number) => c.rest.post(Routes.webhook(hook.id, hook.token), { body: { content: `line ${i}` }, query: new URLSearchParams({ wait: "true" }), auth: false });
+    const started = Date.now();
+    await Promise.all([...[0, 1, 2, 3, 4, 5].map((i) => post(one, i)), post(two, 0)]);
+    expect(fake.webhookMessages(a).map((m) => m.content).sort()).toEqual([0, 1, 2, 3, 4, 5].map((i) => `line ${i}`));
+    // discord.js paced the sixth from the bucket's headers (or a 429's retry_after): it landed a window later.
+    const sixth = fake.rest.filter((r) => r.path === `/webhooks/${one.id}/${one.token}` && r.status === 200).at(-1)!;
+    expect(sixth.at - started).toBeGreaterThanOrEqual(1500);
+    expect(fake.webhookMessages(b)).toHaveLength(1);
   });
 });

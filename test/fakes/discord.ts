@@ -15,7 +15,11 @@ import { WebSocket, WebSocketServer } from "ws";
 const DISCORD_EPOCH_MS = 1_420_070_400_000;
 const Op = { Dispatch: 0, Heartbeat: 1, Identify: 2, Resume: 6, InvalidSession: 9, Hello: 10, HeartbeatAck: 11 } as const;
 const Intent = { GuildMessages: 1 << 9, DirectMessages: 1 << 12, MessageContent: 1 << 15 } as const;
-const ChannelType = { GuildText: 0, DM: 1 } as const;
+const ChannelType = { GuildText: 0, DM: 1, PublicThread: 11 } as const;
+/** Discord's per-channel webhook limit. */
+const MAX_WEBHOOKS_PER_CHANNEL = 15;
+/** Executing one webhook: about 5 posts per 2 seconds, then 429s. */
+const WEBHOOK_BUCKET = { limit: 5, windowMs: 2000 } as const;
 const MessageType = { Default: 0, Reply: 19 } as const;
 const EPHEMERAL_FLAG = 1 << 6;
 const LOADING_FLAG = 1 << 7;
@@ -55,15 +59,18 @@ export interface MessagePayload {
   /** Gateway only. discord.js drops a DM whose channel it has not cached unless this says DM. */
   channel_type?: number;
   content: string; timestamp: string; edited_timestamp: string | null; type: number; tts: false;
+  /** Set on messages a webhook posted; their author is the webhook, with the username it was executed with. */
+  webhook_id?: string;
   mention_everyone: false; mentions: (UserPayload & { member?: MemberPayload })[]; mention_roles: string[];
   attachments: unknown[]; embeds: unknown[]; components: unknown[]; pinned: false; flags: number;
   message_reference?: { type: 0; message_id: string; channel_id: string; guild_id?: string };
   referenced_message?: MessagePayload;
 }
 
-export interface InteractionOption { name: string; type: number; value: string | number | boolean }
+export interface InteractionOption { name: string; type: number; value?: string | number | boolean; focused?: boolean; options?: InteractionOption[] }
 export interface InteractionPayload {
-  id: string; application_id: string; type: 2; token: string; version: 1;
+  /** 2: a slash command; 4: autocomplete for one of its options (the one marked focused). */
+  id: string; application_id: string; type: 2 | 4; token: string; version: 1;
   guild_id?: string; channel_id: string; channel: Record<string, unknown>;
   member?: MemberPayload; user?: UserPayload;
   data: { id: string; name: string; type: 1; options?: InteractionOption[]; guild_id?: string };
@@ -71,10 +78,13 @@ export interface InteractionPayload {
   authorizing_integration_owners: Record<string, string>; context: 0 | 1; attachment_size_limit: number;
 }
 
+/** A channel webhook: anyone holding its token can post as it, under any username and avatar. */
+export interface FakeWebhook { id: string; token: string; channelId: string; name: string; applicationId: string }
+
 interface StoredMessage {
   payload: MessagePayload;
   /** channel: posted by the bot with POST /channels/:id/messages; interaction: via an interaction token. */
-  origin: "injected" | "channel" | "interaction";
+  origin: "injected" | "channel" | "interaction" | "webhook";
   body: unknown;
   edits: unknown[];
 }
@@ -83,6 +93,7 @@ interface GatewayPayload { op: number; d?: { token?: string; intents?: number; s
 /** The parts of a message create/edit body the fake reflects into the message. */
 interface MessageBody {
   content?: string | null; embeds?: unknown[] | null; components?: unknown[] | null; flags?: number | null;
+  username?: string; avatar_url?: string;
   message_reference?: { message_id?: string; fail_if_not_exists?: boolean };
 }
 interface RestAnswer { status: number; body?: unknown; headers?: Record<string, string> }
@@ -118,6 +129,14 @@ export class FakeDiscord {
   private readonly sockets = new Set<WebSocket>();
   private readonly users = new Map<string, FakeUser>();
   private readonly channelNames = new Map<string, string>();
+  /** Thread id → its parent channel's id. */
+  private readonly threads = new Map<string, string>();
+  /** Every webhook, by id, until deleted. */
+  private readonly webhooks = new Map<string, FakeWebhook>();
+  /** Channels where the bot lacks Manage Webhooks. */
+  private readonly webhooksDenied = new Set<string>();
+  /** Each webhook's recent executions, for its rate-limit bucket. */
+  private readonly webhookUses = new Map<string, number[]>();
   private readonly dmChannels = new Map<string, string>(); // user id → DM channel id
   private readonly messages = new Map<string, StoredMessage>();
   private readonly interactions = new Map<string, { payload: InteractionPayload; acked: boolean; originalId?: string }>();
@@ -185,6 +204,47 @@ export class FakeDiscord {
     return id;
   }
 
+  /** A public thread under `parentId`, announced with THREAD_CREATE once the bot is connected. */
+  addThread(parentId: string, name = "a thread"): string {
+    const id = snowflake();
+    this.threads.set(id, parentId);
+    this.channelNames.set(id, name);
+    if (this.sessionId) this.dispatch("THREAD_CREATE", { ...this.channelPayload(id), newly_created: true });
+    return id;
+  }
+
+  /** Takes Manage Webhooks from the bot in one channel: creating or listing webhooks there gets 403. */
+  denyManageWebhooks(channelId: string): void {
+    this.webhooksDenied.add(channelId);
+  }
+
+  /** A webhook someone else made (another integration), e.g. to fill a channel up to its limit. */
+  addForeignWebhook(channelId: string, name = "Captain Hook"): FakeWebhook {
+    return this.createWebhook(channelId, name, snowflake());
+  }
+
+  /** Deletes a webhook behind the bot's back: executing it then gets 404 Unknown Webhook. */
+  deleteWebhook(id: string): void {
+    this.webhooks.delete(id);
+  }
+
+  /** The webhooks of a channel, oldest first. */
+  channelWebhooks(channelId: string): FakeWebhook[] {
+    return [...this.webhooks.values()].filter((w) => w.channelId === channelId);
+  }
+
+  /** Posts as a webhook (any, e.g. a foreign one) and delivers the MESSAGE_CREATE, as Discord does. */
+  postAsWebhook(webhook: FakeWebhook, content: string, username = webhook.name): MessagePayload {
+    return this.executeWebhook(webhook, webhook.channelId, { content, username }).payload;
+  }
+
+  /** What webhooks posted in a channel (a thread's own id for thread posts), in order, with edits applied. */
+  webhookMessages(channelId: string): { id: string; content: string; body: any; edits: unknown[]; webhookId: string; username: string }[] {
+    return [...this.messages.values()]
+      .filter((m) => m.origin === "webhook" && m.payload.channel_id === channelId)
+      .map((m) => ({ id: m.payload.id, content: m.payload.content, body: m.body, edits: m.edits, webhookId: m.payload.webhook_id!, username: m.payload.author.username }));
+  }
+
   /** The DM channel between the bot and a user (the same one POST /users/@me/channels returns). */
   dmChannelId(user: FakeUser): string {
     let id = this.dmChannels.get(user.id);
@@ -204,13 +264,14 @@ export class FakeDiscord {
     if (opts.dm && (this.channelIds.includes(channelId) || !/^\d{17,19}$/.test(channelId))) channelId = this.dmChannelId(opts.author);
     else if (opts.dm) this.dmChannels.set(opts.author.id, channelId);
     const guildId = opts.dm ? undefined : this.guildId;
+    const threadType = this.threads.has(channelId) ? ChannelType.PublicThread : ChannelType.GuildText;
     const referenced = opts.referencedMessageId ? this.messages.get(opts.referencedMessageId)?.payload : undefined;
     const payload: MessagePayload = {
       ...this.messageBase(opts.id ?? snowflake(), channelId, opts.author, opts.content),
       type: opts.type ?? (opts.referencedMessageId ? MessageType.Reply : MessageType.Default),
       mentions: (opts.mentions ?? []).map((u) => (guildId ? { ...userPayload(u), member: this.member(u) } : userPayload(u))),
     };
-    if (guildId) Object.assign(payload, { guild_id: guildId, member: this.member(opts.author), channel_type: ChannelType.GuildText });
+    if (guildId) Object.assign(payload, { guild_id: guildId, member: this.member(opts.author), channel_type: threadType });
     else payload.channel_type = ChannelType.DM;
     if (opts.referencedMessageId) {
       payload.message_reference = { type: 0, message_id: opts.referencedMessageId, channel_id: channelId, ...(guildId && { guild_id: guildId }) };
@@ -229,13 +290,16 @@ export class FakeDiscord {
     this.dispatch("MESSAGE_CREATE", stored.payload);
   }
 
-  /** Injects a chat-input INTERACTION_CREATE. dm sends it from the user's DM with the bot (context 1). */
+  /**
+   * Injects a chat-input INTERACTION_CREATE. dm sends it from the user's DM with the bot (context 1);
+   * autocomplete sends the suggestions request for the option marked focused (answered with type 8).
+   */
   sendInteraction(opts: {
-    channelId: string; user: FakeUser; name: string; options?: InteractionOption[]; permissions?: string; dm?: boolean;
+    channelId: string; user: FakeUser; name: string; options?: InteractionOption[]; permissions?: string; dm?: boolean; autocomplete?: boolean;
   }): InteractionPayload {
     const dmChannelId = opts.dm ? this.dmChannelId(opts.user) : undefined;
     const common = {
-      id: snowflake(), application_id: this.applicationId, type: 2 as const, token: `aW50ZXJhY3Rpb24${randomBytes(48).toString("base64url")}`,
+      id: snowflake(), application_id: this.applicationId, type: opts.autocomplete ? (4 as const) : (2 as const), token: `aW50ZXJhY3Rpb24${randomBytes(48).toString("base64url")}`,
       version: 1 as const, app_permissions: EVERYONE_PERMISSIONS, locale: "en-US", entitlements: [] as [], attachment_size_limit: 10_485_760,
       data: { id: this.commandId(opts.name), name: opts.name, type: 1 as const, ...(opts.options && { options: opts.options }) },
     };
@@ -433,14 +497,14 @@ export class FakeDiscord {
     });
 
     on("GET", "/channels/:id", (_, [id]) => {
-      if (this.channelIds.includes(id!)) return ok(this.channelPayload(id!));
+      if (this.isGuildChannel(id!)) return ok(this.channelPayload(id!));
       const dm = [...this.dmChannels.entries()].find(([, channelId]) => channelId === id);
       const user = dm && this.users.get(dm[0]);
       return user ? ok({ id, type: ChannelType.DM, last_message_id: null, flags: 0, recipients: [userPayload(user)] }) : notFound("Unknown Channel", 10003);
     });
     on("GET", "/channels/:id/messages", ({ query }, [id]) => ok(this.history(id!, query)));
     on("POST", "/channels/:id/messages", (call, [id]) => {
-      if (!this.channelIds.includes(id!) && ![...this.dmChannels.values()].includes(id!)) return notFound("Unknown Channel", 10003);
+      if (!this.isGuildChannel(id!) && ![...this.dmChannels.values()].includes(id!)) return notFound("Unknown Channel", 10003);
       const invalid = this.rejectMessageBody(id!, call.body, call.files);
       if (invalid) return invalid;
       const stored = this.storeBotMessage(id!, call.body, "channel", call.files);
@@ -477,6 +541,8 @@ export class FakeDiscord {
       if (!interaction) return notFound("Unknown interaction", 10062);
       if (interaction.acked) return { status: 400, body: { message: "Interaction has already been acknowledged.", code: 40060 } };
       const { type, data } = call.body as { type: number; data?: MessageBody };
+      // Suggestions are only ever the answer to an autocomplete request, and a command never gets them.
+      if ((type === 8) !== (interaction.payload.type === 4)) return { status: 400, body: { message: "Invalid Form Body", code: 50035 } };
       const invalid = type === 4 ? this.rejectMessageBody(interaction.payload.channel_id, data ?? null, call.files) : null;
       if (invalid) return invalid;
       interaction.acked = true;
@@ -497,11 +563,51 @@ export class FakeDiscord {
       const id = mid === "@original" ? this.interactions.get(token)?.originalId : mid;
       return id ? this.messages.get(id) : undefined;
     };
-    on("PATCH", "/webhooks/:app/:token/messages/:mid", (call, [, token, mid]) => {
+    on("PATCH", "/webhooks/:app/:token/messages/:mid", (call, [id, token, mid]) => {
+      const hook = this.webhookFor(id!, token!);
+      if (hook) return "status" in hook ? hook : this.editWebhookMessage(hook, mid!, call);
       const m = webhookMessage(token!, mid!);
       return m ? (this.rejectEdit(m, call.body) ?? this.applyEdit(m, call.body, false)) : notFound("Unknown Message", 10008);
     });
-    on("POST", "/webhooks/:app/:token", (call, [, token]) => {
+    on("DELETE", "/webhooks/:app/:token/messages/:mid", (call, [id, token, mid]) => {
+      const hook = this.webhookFor(id!, token!);
+      if (!hook) return notFound("Unknown Webhook", 10015);
+      if ("status" in hook) return hook;
+      const m = this.messages.get(mid!);
+      if (!m || m.payload.webhook_id !== hook.id || m.payload.channel_id !== (call.query.get("thread_id") ?? hook.channelId)) return notFound("Unknown Message", 10008);
+      this.messages.delete(mid!);
+      this.dispatch("MESSAGE_DELETE", { id: mid, channel_id: m.payload.channel_id, guild_id: this.guildId });
+      return noContent;
+    });
+    on("POST", "/channels/:id/webhooks", (call, [id]) => {
+      if (!this.isGuildChannel(id!)) return notFound("Unknown Channel", 10003);
+      if (this.threads.has(id!)) return { status: 400, body: { message: "Cannot execute action on this channel type", code: 50024 } };
+      if (this.webhooksDenied.has(id!)) return { status: 403, body: { message: "Missing Permissions", code: 50013 } };
+      if (this.channelWebhooks(id!).length >= MAX_WEBHOOKS_PER_CHANNEL) {
+        return { status: 400, body: { message: `Maximum number of webhooks reached (${MAX_WEBHOOKS_PER_CHANNEL})`, code: 30007 } };
+      }
+      const name = String(call.body?.name ?? "");
+      if (!name || /clyde|discord/i.test(name)) return { status: 400, body: { message: "Invalid Form Body", code: 50035 } };
+      return ok(this.webhookPayload(this.createWebhook(id!, name, this.applicationId)));
+    });
+    on("GET", "/channels/:id/webhooks", (_, [id]) => {
+      if (!this.isGuildChannel(id!)) return notFound("Unknown Channel", 10003);
+      if (this.webhooksDenied.has(id!)) return { status: 403, body: { message: "Missing Permissions", code: 50013 } };
+      return ok(this.channelWebhooks(id!).map((w) => this.webhookPayload(w)));
+    });
+    on("POST", "/webhooks/:app/:token", (call, [id, token]) => {
+      const hook = this.webhookFor(id!, token!);
+      if (hook) {
+        if ("status" in hook) return hook;
+        const threadId = call.query.get("thread_id");
+        if (threadId && this.threads.get(threadId) !== hook.channelId) return notFound("Unknown Channel", 10003);
+        const limited = this.takeWebhookBucket(hook);
+        if (limited) return limited;
+        const invalid = this.rejectMessageBody(threadId ?? hook.channelId, call.body, call.files);
+        if (invalid) return invalid;
+        const stored = this.executeWebhook(hook, threadId ?? hook.channelId, call.body);
+        return call.query.get("wait") === "true" ? ok(stored.payload) : noContent;
+      }
       const interaction = this.interactions.get(token!);
       if (!interaction) return notFound("Unknown Webhook", 10015);
       const invalid = this.rejectMessageBody(interaction.payload.channel_id, call.body, call.files);
@@ -509,6 +615,60 @@ export class FakeDiscord {
       const stored = this.storeBotMessage(interaction.payload.channel_id, call.body, "interaction", call.files);
       return call.query.get("wait") === "true" ? ok(stored.payload) : noContent;
     });
+  }
+
+  /** The channel webhook an id and token name: undefined when the id is no webhook's (an interaction's), an error when it is gone or the token is wrong. */
+  private webhookFor(id: string, token: string): FakeWebhook | RestAnswer | undefined {
+    const hook = this.webhooks.get(id);
+    if (hook) return hook.token === token ? hook : { status: 401, body: { message: "Invalid Webhook Token", code: 50027 } };
+    // A snowflake that is no interaction's application: a webhook that was deleted.
+    return id !== this.applicationId ? notFound("Unknown Webhook", 10015) : undefined;
+  }
+
+  private createWebhook(channelId: string, name: string, applicationId: string): FakeWebhook {
+    const hook = { id: snowflake(), token: randomBytes(34).toString("base64url"), channelId, name, applicationId };
+    this.webhooks.set(hook.id, hook);
+    return hook;
+  }
+
+  /** Discord shows a webhook's token only to the application that owns it. */
+  private webhookPayload(w: FakeWebhook) {
+    return {
+      id: w.id, type: 1, guild_id: this.guildId, channel_id: w.channelId, name: w.name, avatar: null, application_id: w.applicationId,
+      ...(w.applicationId === this.applicationId ? { token: w.token, user: userPayload(this.botUser) } : {}),
+    };
+  }
+
+  /** About 5 executions per 2 s per webhook; past that, a 429 with how long to wait. */
+  private takeWebhookBucket(hook: FakeWebhook): RestAnswer | null {
+    const at = Date.now();
+    const uses = (this.webhookUses.get(hook.id) ?? []).filter((t) => t > at - WEBHOOK_BUCKET.windowMs);
+    this.webhookUses.set(hook.id, uses);
+    const resetAfter = uses.length ? (uses[0]! + WEBHOOK_BUCKET.windowMs - at) / 1000 : WEBHOOK_BUCKET.windowMs / 1000;
+    const headers = {
+      "x-ratelimit-limit": String(WEBHOOK_BUCKET.limit), "x-ratelimit-bucket": `webhook-${hook.id}`, "x-ratelimit-reset-after": resetAfter.toFixed(3),
+      "x-ratelimit-remaining": String(Math.max(0, WEBHOOK_BUCKET.limit - uses.length - 1)),
+    };
+    if (uses.length >= WEBHOOK_BUCKET.limit) {
+      return { status: 429, body: { message: "You are being rate limited.", retry_after: resetAfter, global: false }, headers: { ...headers, "x-ratelimit-remaining": "0", "retry-after": String(Math.ceil(resetAfter)), "x-ratelimit-scope": "shared" } };
+    }
+    uses.push(at);
+    return null;
+  }
+
+  private executeWebhook(hook: FakeWebhook, channelId: string, body: MessageBody | null): StoredMessage {
+    const author = { id: hook.id, username: String(body?.username ?? hook.name), discriminator: "0000", global_name: null, avatar: null, bot: true };
+    const stored = this.storeBotMessage(channelId, body, "webhook");
+    Object.assign(stored.payload, { author, webhook_id: hook.id, application_id: hook.applicationId });
+    this.dispatch("MESSAGE_CREATE", this.asGatewayMessage(stored.payload));
+    return stored;
+  }
+
+  /** A webhook edits only its own messages, and a thread's only when told the thread. */
+  private editWebhookMessage(hook: FakeWebhook, mid: string, call: RestCall): RestAnswer {
+    const m = this.messages.get(mid);
+    if (!m || m.payload.webhook_id !== hook.id || m.payload.channel_id !== (call.query.get("thread_id") ?? hook.channelId)) return notFound("Unknown Message", 10008);
+    return this.rejectEdit(m, call.body) ?? this.applyEdit(m, call.body, true);
   }
 
   /** The checks where real Discord answers 400 and a careless bot would not notice: empty, too long, bad reply. */
@@ -579,8 +739,9 @@ export class FakeDiscord {
 
   /** Gateway messages carry channel_type, and in a guild guild_id and the author's member; REST responses do not. */
   private asGatewayMessage(p: MessagePayload): MessagePayload {
-    return this.channelIds.includes(p.channel_id)
-      ? { ...p, guild_id: this.guildId, member: this.member(this.botUser), channel_type: ChannelType.GuildText }
+    if (p.webhook_id) return { ...p, guild_id: this.guildId, channel_type: this.threads.has(p.channel_id) ? ChannelType.PublicThread : ChannelType.GuildText };
+    return this.isGuildChannel(p.channel_id)
+      ? { ...p, guild_id: this.guildId, member: this.member(this.botUser), channel_type: this.threads.has(p.channel_id) ? ChannelType.PublicThread : ChannelType.GuildText }
       : { ...p, channel_type: ChannelType.DM };
   }
 
@@ -614,7 +775,19 @@ export class FakeDiscord {
     return { nick: user.nick, roles: [], joined_at: "2015-01-01T00:00:00.000Z", deaf: false, mute: false, flags: 0 };
   }
 
+  private isGuildChannel(id: string): boolean {
+    return this.channelIds.includes(id) || this.threads.has(id);
+  }
+
   private channelPayload(id: string) {
+    const parent = this.threads.get(id);
+    if (parent) {
+      return {
+        id, type: ChannelType.PublicThread, guild_id: this.guildId, parent_id: parent, name: this.channelNames.get(id) ?? "thread",
+        owner_id: this.owner.id, last_message_id: null, rate_limit_per_user: 0, flags: 0, member_count: 1, message_count: 0,
+        total_message_sent: 0, thread_metadata: { archived: false, auto_archive_duration: 1440, archive_timestamp: now(), locked: false, create_timestamp: now() },
+      };
+    }
     return {
       id, type: ChannelType.GuildText, guild_id: this.guildId, name: this.channelNames.get(id) ?? "unknown",
       position: this.channelIds.indexOf(id), permission_overwrites: [], topic: null, nsfw: false,
@@ -635,7 +808,7 @@ export class FakeDiscord {
       max_members: 500_000, max_video_channel_users: 25, premium_progress_bar_enabled: false, features: [],
       joined_at: "2015-01-01T00:00:00.000Z", large: false, unavailable: false, lazy: true, member_count: members.length,
       roles: [everyone], channels: this.channelIds.map((id) => this.channelPayload(id)), members,
-      emojis: [], stickers: [], voice_states: [], presences: [], threads: [], stage_instances: [],
+      emojis: [], stickers: [], voice_states: [], presences: [], threads: [...this.threads.keys()].map((id) => this.channelPayload(id)), stage_instances: [],
       guild_scheduled_events: [], soundboard_sounds: [],
     };
   }

@@ -8,6 +8,8 @@ import type { Persona } from "../../src/core/persona.ts";
 import type { Turn } from "../../src/core/turn.ts";
 
 export const persona: Persona = loadSettings().persona;
+/** The configured cast: the one list of speakers the cleaner and the prompt know. */
+export const cast = loadSettings().cast;
 
 /**
  * One llama.cpp thread: the tiny model gains nothing from two, and on a shared 2-core CI box
@@ -30,6 +32,7 @@ export function request(channelId: string, turns: readonly Turn[], overrides: Pa
   return {
     channelId,
     persona,
+    cast,
     turns,
     stop: [],
     maxTokens: 40,

@@ -14,7 +14,7 @@ import { recentSpeakers } from "../../src/core/speakers.ts";
 import { cleanReply, ReplyCleaner, streamingView } from "../../src/reply/clean.ts";
 import { stopSequences } from "../../src/reply/speakers.ts";
 import { TINY_REPLY, writeTinyModelSet, type TinyModelSet } from "../gguf/tiny-models.ts";
-import { capturingLogger, collect, persona, request, TEST_BUILD, TEST_THREADS, turn } from "./helpers.ts";
+import { capturingLogger, cast, collect, persona, request, TEST_BUILD, TEST_THREADS, turn } from "./helpers.ts";
 
 let files: TinyModelSet;
 let tokenizer: LlamaModel;
@@ -26,8 +26,8 @@ function backend(options: Partial<LocalBackendOptions> = {}): LocalBackend {
   return b;
 }
 
-const stopFor = (turns: ReturnType<typeof turn>[]) => stopSequences(persona.name, recentSpeakers(turns), 4);
-const clean = (raw: string, turns: ReturnType<typeof turn>[]) => cleanReply(raw, { personaName: persona.name, windowNames: recentSpeakers(turns) });
+const stopFor = (turns: ReturnType<typeof turn>[]) => stopSequences(persona.name, recentSpeakers(turns), cast, 4);
+const clean = (raw: string, turns: ReturnType<typeof turn>[]) => cleanReply(raw, { personaName: persona.name, windowNames: recentSpeakers(turns), cast });
 
 beforeAll(async () => {
   files = writeTinyModelSet();
@@ -55,7 +55,7 @@ describe("the designed hallucination", () => {
     let raw = "";
     for (const chunk of out.chunks) {
       raw += chunk;
-      expect(TINY_REPLY.startsWith(streamingView(raw, { personaName: persona.name }).text)).toBe(true);
+      expect(TINY_REPLY.startsWith(streamingView(raw, { personaName: persona.name, cast }).text)).toBe(true);
     }
   });
 
@@ -66,7 +66,7 @@ describe("the designed hallucination", () => {
     const stop = stopFor(turns);
     expect(stop.join()).not.toContain("Gunther");
     // What the conversation engine does: clean the raw stream, and stop reading once the cleaner is done.
-    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: recentSpeakers(turns) });
+    const cleaner = new ReplyCleaner({ personaName: persona.name, windowNames: recentSpeakers(turns), cast });
     let raw = "";
     for await (const chunk of b.generate(request("c1", turns, { stop, maxTokens: 40 }))) {
       raw += chunk;

@@ -2,10 +2,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { speakerName } from "../../src/core/speakers.ts";
 import { cleanReply, ReplyCleaner, streamingView, type CleanOptions } from "../../src/reply/clean.ts";
-import { MAIN_CAST } from "../../src/reply/speakers.ts";
+import { loadSettings } from "../../src/config/settings.ts";
+
+const { cast } = loadSettings();
+const MAIN_CAST = cast.map((m) => m.name).filter((n) => n !== "Friend");
 
 // The single source of truth for what the cleaner cuts and keeps (docs/CLEANER.md lists it in words).
-const opts = { personaName: "Friend", windowNames: ["Alice", "Bob Smith", "Zoë 🦄"] };
+const opts = { personaName: "Friend", windowNames: ["Alice", "Bob Smith", "Zoë 🦄"], cast };
 const clean = (raw: string) => cleanReply(raw, opts);
 
 describe("cleanReply", () => {
@@ -251,7 +254,7 @@ describe("cleaner properties", () => {
   it("never posts a line that starts with the label of a speaker in the window or the cast", () => {
     fc.assert(
       fc.property(scenario, ([windowNames, raw]) => {
-        const options: CleanOptions = { personaName: "Friend", windowNames };
+        const options: CleanOptions = { personaName: "Friend", windowNames, cast };
         const speakers = [...windowNames.filter(recognisable), "Friend", ...MAIN_CAST];
         for (const line of proseLines(cleanReply(raw, options))) {
           for (const name of speakers) expect(startsWithLabel(line, name), `${JSON.stringify(line)} starts with ${name}'s label`).toBe(false);
@@ -264,7 +267,7 @@ describe("cleaner properties", () => {
   it("never posts a stage-direction line after words", () => {
     fc.assert(
       fc.property(scenario, ([windowNames, raw]) => {
-        const lines = proseLines(cleanReply(raw, { personaName: "Friend", windowNames }));
+        const lines = proseLines(cleanReply(raw, { personaName: "Friend", windowNames, cast }));
         for (const line of lines.slice(1)) expect(line).not.toMatch(/^\s*[*_]*\s*(?:\(\s*\p{L}[^()]*\)|\[\s*\p{L}[^\]]*\])\s*[*_]*\s*$/u);
       }),
       { numRuns: 500 },
@@ -274,7 +277,7 @@ describe("cleaner properties", () => {
   it("is idempotent", () => {
     fc.assert(
       fc.property(scenario, ([windowNames, raw]) => {
-        const options = { personaName: "Friend", windowNames };
+        const options = { personaName: "Friend", windowNames, cast };
         expect(cleanReply(cleanReply(raw, options), options)).toBe(cleanReply(raw, options));
       }),
       { numRuns: 500 },
@@ -284,7 +287,7 @@ describe("cleaner properties", () => {
   it("only ever streams a prefix of the final text, however the text is chunked", () => {
     fc.assert(
       fc.property(scenario, fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 8 }), ([windowNames, raw], sizes) => {
-        const options = { personaName: "Friend", windowNames };
+        const options = { personaName: "Friend", windowNames, cast };
         const final = cleanReply(raw, options);
         const cleaner = new ReplyCleaner(options);
         const chars = [...raw]; // code points: a stream never splits a surrogate pair
@@ -328,5 +331,33 @@ describe("pathological output", () => {
     }
     // Compared as a boolean: a failing diff of 100,000-character strings takes longer than the cleaning.
     expect(cleaner.text() === expected).toBe(true);
+  });
+});
+
+describe("a persona from the cast", () => {
+  const joey = { personaName: "Joey", windowNames: ["Alice"], cast };
+  it.each([
+    ["Joey: How you doin'?", "How you doin'?"],
+    ["Joey Tribbiani: How you doin'?", "How you doin'?"],
+    ["joseph tribbiani: hey", "hey"],
+    ["**Joey:** hey", "hey"],
+    // Friend is just another speaker now: its line is a follow-on.
+    ["Sure.\nFriend: and me", "Sure."],
+    ["Friend: hi", ""],
+    ["Sure.\nRoss: (entering) hi", "Sure."],
+  ])("as Joey, %j → %j", (raw, expected) => {
+    expect(cleanReply(raw, joey)).toBe(expected);
+  });
+
+  it("for any persona of the cast, never posts a line under another cast member's label, and strips its own", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...cast.map((m) => m.name)), scenario, (personaName, [windowNames, raw]) => {
+        const text = cleanReply(raw, { personaName, windowNames, cast });
+        for (const line of proseLines(text)) {
+          for (const name of cast.map((m) => m.name)) expect(startsWithLabel(line, name), `${JSON.stringify(line)} starts with ${name}'s label`).toBe(false);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -51,6 +51,29 @@ describe("SqliteStore", () => {
     expect(b.unanswered()).toEqual([]);
   });
 
+  it("keeps personas, webhooks and a begun reply's webhook parts across reopen, and /reset's clear leaves them", () => {
+    const path = join(dir(), "friend.db");
+    const a = store({ path });
+    a.setPersona("c1", "Joey");
+    a.setPersona("c1", "Rachel");
+    a.setWebhook("c1", { id: "900000000000000001", token: "secret-token" });
+    a.beginWebhookPart("t1", 1, "m2");
+    a.beginWebhookPart("t1", 0, "m1");
+    a.beginWebhookPart("t2", 0, "m9");
+    a.clearChannel("c1");
+    a.close();
+    const b = store({ path });
+    expect(b.getPersona("c1")).toBe("Rachel");
+    expect(b.getPersona("c2")).toBeUndefined();
+    expect(b.getWebhook("c1")).toEqual({ id: "900000000000000001", token: "secret-token" });
+    expect(b.webhookParts("t1")).toEqual(["m1", "m2"]);
+    b.forgetWebhookParts("t1");
+    expect(b.webhookParts("t1")).toEqual([]);
+    expect(b.webhookParts("t2")).toEqual(["m9"]);
+    b.setWebhook("c1", null);
+    expect(b.getWebhook("c1")).toBeUndefined();
+  });
+
   it("keeps accepted messages unanswered until their reply is completed, oldest first, across reopen", () => {
     const path = join(dir(), "friend.db");
     const a = store({ path });

@@ -1,4 +1,4 @@
-import type { ChatInputCommandInteraction, RESTPostAPIChatInputApplicationCommandsJSONBody } from "discord.js";
+import type { AutocompleteInteraction, ChatInputCommandInteraction, RESTPostAPIChatInputApplicationCommandsJSONBody } from "discord.js";
 import type { Backends } from "../../backends/registry.ts";
 import type { Config } from "../../config/env.ts";
 import type { Conversation } from "../../conversation/conversation.ts";
@@ -10,10 +10,14 @@ export interface CommandContext {
   backends: Backends;
   startedAt: number;
   version: string;
+  /** Why Friend cannot post under a character's own name in a channel (a DM, no Manage Webhooks, the limit); null when it can. */
+  characterPosting?(channelId: string): Promise<string | null>;
 }
 
 /** One slash command: its registration payload and its handler, in one module. */
 export interface SlashCommand {
   data: RESTPostAPIChatInputApplicationCommandsJSONBody;
   execute(interaction: ChatInputCommandInteraction, context: CommandContext): Promise<void>;
+  /** Answers the suggestions for an option marked for autocomplete. */
+  autocomplete?(interaction: AutocompleteInteraction, context: CommandContext): Promise<void>;
 }

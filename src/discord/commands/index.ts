@@ -3,11 +3,13 @@ import type { Logger } from "pino";
 import { channelVerdict } from "../intake.ts";
 import type { CommandContext, SlashCommand } from "./command.ts";
 import { modelCommand } from "./model.ts";
+import { personaCommand } from "./persona.ts";
 import { resetCommand } from "./reset.ts";
+import { sceneCommand } from "./scene.ts";
 import { statusCommand } from "./status.ts";
 
 /** Every slash command Friend has. Adding one is adding a module and a line here. */
-export const COMMANDS: readonly SlashCommand[] = [modelCommand, resetCommand, statusCommand];
+export const COMMANDS: readonly SlashCommand[] = [modelCommand, personaCommand, resetCommand, sceneCommand, statusCommand];
 
 /** Registers all commands in one bulk overwrite: in one guild (instant) when given, else globally. */
 export async function registerCommands(rest: REST, applicationId: string, guildId?: string): Promise<number> {
@@ -19,6 +21,12 @@ export async function registerCommands(rest: REST, applicationId: string, guildI
 /** Routes an interaction to its command. Failures become an ephemeral apology, never a crash. */
 export function commandHandler(context: CommandContext, logger: Logger): (interaction: Interaction) => Promise<void> {
   return async (interaction) => {
+    if (interaction.isAutocomplete()) {
+      // Suggestions only: nothing is changed, so the channel rules wait for the command itself.
+      const command = COMMANDS.find((c) => c.data.name === interaction.commandName);
+      await command?.autocomplete?.(interaction, context).catch((err: unknown) => logger.warn({ err, command: interaction.commandName }, "autocomplete failed"));
+      return;
+    }
     if (!interaction.isChatInputCommand()) return;
     const command = COMMANDS.find((c) => c.data.name === interaction.commandName);
     const log = logger.child({ command: interaction.commandName, channel: interaction.channelId, interaction: interaction.id });

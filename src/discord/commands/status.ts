@@ -19,12 +19,14 @@ export const statusCommand: SlashCommand = {
 
   async execute(interaction, { config, conversation, backends, startedAt, version }) {
     const backend = conversation.backendOf(interaction.channelId);
+    const persona = conversation.personaOf(interaction.channelId);
     const openai = backends.openai.describe();
     const local = backends.created().find((b) => b.name === "local")?.describe();
     const window = conversation.windowSize(interaction.channelId);
     const embed = new EmbedBuilder()
       .setTitle(`${config.settings.persona.name} — status`)
       .addFields(
+        { name: "Persona here", value: persona.name, inline: true },
         { name: "Backend here", value: backend, inline: true },
         { name: "OpenAI model", value: openai.model, inline: true },
         { name: "Local model", value: local?.model ?? modelSourceName(parseModelSource(config.local.modelPath)), inline: true },
