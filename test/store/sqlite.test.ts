@@ -63,7 +63,7 @@ describe("SqliteStore", () => {
     expect(b.loadWindow("c1")).toEqual([]); // not part of the story until answered
     b.complete("c1", [turn(5)], null);
     expect(b.unanswered()).toEqual([accepted(4, "c2")]);
-    b.drop([turn(4).messageId!]);
+    b.drop("c1", [turn(4).messageId!]);
     expect(b.unanswered()).toEqual([]);
     expect(b.accept(accepted(4, "c2"))).toBe(false); // dropped counts as handled
   });
