@@ -19,7 +19,22 @@ export interface IncomingMessage {
   authorName: string;
   text: string;
   at: number;
+  /** The server the channel belongs to (none in a DM), and a thread's parent channel. */
+  guildId?: string;
+  parentId?: string;
 }
+
+/** What /forget removed, across channels, and whether the store has forgotten all of it yet. */
+export interface Forgotten {
+  channels: number;
+  turns: number;
+  replies: number;
+  unanswered: number;
+  durable: boolean;
+}
+
+/** How often retention looks for turns past their time. */
+const RETENTION_CHECK_MS = 3600_000;
 
 /** What /reset adds when the database could not record the reset yet. */
 export const NOT_DURABLE_YET =
@@ -53,6 +68,8 @@ export interface ConversationOptions {
   concurrency: Record<BackendName, number>;
   /** Messages a user may send per minute before being slowed down. */
   userMessagesPerMinute: number;
+  /** Turns older than this are forgotten (see startRetention); unset keeps them. */
+  retentionMs?: number;
   logger: Logger;
   onEvent?: (event: ConversationEvent) => void;
 }
@@ -69,6 +86,7 @@ export class Conversation {
   readonly #shutdown = new AbortController();
   readonly #context: SessionContext;
   readonly #writes: DurableWrites;
+  #retention: NodeJS.Timeout | undefined;
   #closing = false;
 
   constructor(private readonly options: ConversationOptions) {
@@ -128,8 +146,18 @@ export class Conversation {
     const accepted: AcceptedMessage = {
       channelId: message.channelId,
       authorId: message.authorId,
-      turn: { author: speakerName(message.authorName, persona.name), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
+      turn: {
+        author: speakerName(message.authorName, persona.name),
+        text,
+        fromFriend: false,
+        at: message.at,
+        messageId: message.id,
+        authorId: message.authorId,
+        tokens: countTokens(text),
+      },
       ...(trimmed ? { trimmed } : {}),
+      ...(message.guildId ? { guildId: message.guildId } : {}),
+      ...(message.parentId ? { parentId: message.parentId } : {}),
     };
     if (this.#closing) {
       session.defer(accepted);
@@ -199,6 +227,110 @@ export class Conversation {
     return { turns, durable };
   }
 
+  /** Messages deleted on Discord (one, or a bulk delete): see ChannelSession.withdraw. Returns how many Friend held. */
+  withdraw(channelId: string, messageIds: readonly string[]): number {
+    const session = this.#session(channelId);
+    const waiting = session.pendingCount;
+    const held = session.withdraw(messageIds);
+    for (let n = session.pendingCount; n < waiting; n++) this.#emit({ type: "dropped", backend: session.backend, reason: "withdrawn" });
+    return held;
+  }
+
+  /** A message edited on Discord takes its new text, cut to the input bounds like a new one (see ChannelSession.revise). */
+  revise(channelId: string, messageId: string, newText: string): boolean {
+    const { window } = this.options.settings;
+    const { text, trimmed } = fitInput(newText, window.maxInputChars, window.maxInputTokens);
+    return this.#session(channelId).revise(messageId, text, trimmed);
+  }
+
+  /**
+   * /forget: everything a user said to Friend, in every channel and DM, and Friend's replies to
+   * them, leave memory, the store and the backends' caches (see ChannelSession.forgetAuthor).
+   */
+  forget(authorId: string): Forgotten {
+    let stored: string[] = [];
+    let readable = true;
+    try {
+      stored = this.options.store.channelsOf(authorId);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      readable = false;
+    }
+    const total: Forgotten = { channels: 0, turns: 0, replies: 0, unanswered: 0, durable: readable };
+    for (const channelId of new Set([...this.#sessions.keys(), ...stored])) {
+      const inStore = stored.includes(channelId);
+      const session = this.#sessions.get(channelId) ?? this.#session(channelId);
+      const result = session.forgetAuthor(authorId, inStore);
+      if (result.turns + result.replies + result.unanswered === 0) continue;
+      total.channels++;
+      total.turns += result.turns;
+      total.replies += result.replies;
+      total.unanswered += result.unanswered;
+      total.durable &&= result.durable;
+    }
+    return total;
+  }
+
+  /**
+   * Retention: forgets turns older than `retentionMs` now, and again every hour, until close().
+   * Without `retentionMs` nothing is ever forgotten for age.
+   */
+  startRetention(): void {
+    if (this.options.retentionMs === undefined || this.#retention) return;
+    this.expire();
+    this.#retention = setInterval(() => this.expire(), RETENTION_CHECK_MS);
+    this.#retention.unref();
+  }
+
+  /** Forgets turns from before `now - retentionMs` in every channel (see ChannelSession.expire); returns how many went. */
+  expire(now = Date.now()): number {
+    const { retentionMs } = this.options;
+    if (retentionMs === undefined) return 0;
+    const before = now - retentionMs;
+    let stored: string[] = [];
+    try {
+      stored = this.options.store.channelsBefore(before);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+    }
+    let count = 0;
+    for (const session of [...this.#sessions.values()]) count += session.expire(before);
+    for (const channelId of stored) if (!this.#sessions.has(channelId)) count += this.#session(channelId).expire(before);
+    if (count > 0) this.options.logger.info({ turns: count, olderThanDays: retentionMs / 86_400_000 }, "forgot turns past their retention");
+    return count;
+  }
+
+  /**
+   * A channel (or thread) was deleted: it, and any threads recorded under it, are forgotten
+   * everywhere (see ChannelSession.leave). `known`: its threads that the caller knows of.
+   */
+  leaveChannel(channelId: string, known: readonly string[] = []): void {
+    this.#leave([channelId, ...known, ...this.#channelsUnder(channelId)]);
+  }
+
+  /** Friend left a server (or it was deleted): every channel of it is forgotten. `known`: its channels the caller knows of. */
+  leaveGuild(guildId: string, known: readonly string[]): void {
+    this.#leave([...known, ...this.#channelsUnder(guildId)]);
+  }
+
+  #channelsUnder(id: string): string[] {
+    try {
+      return this.options.store.channelsUnder(id);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      return [];
+    }
+  }
+
+  #leave(channelIds: readonly string[]): void {
+    for (const channelId of new Set(channelIds)) {
+      const session = this.#session(channelId);
+      for (const _ of session.leave()) this.#emit({ type: "dropped", backend: session.backend, reason: "left" });
+      // Nothing is left to keep in memory; a session still ending its reply stays until it is idle.
+      if (!session.busy) this.#sessions.delete(channelId);
+    }
+  }
+
   /** Ends the channel's reply in flight where it stands (see ChannelSession.stopReply). */
   stopReply(channelId: string): boolean {
     return this.#sessions.get(channelId)?.stopReply() ?? false;
@@ -252,6 +384,7 @@ export class Conversation {
    */
   async close(graceMs: number): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#retention);
     const idle = Promise.allSettled([...this.#sessions.values()].map((s) => s.idle()));
     const timer = setTimeout(() => this.#shutdown.abort(new BackendError("aborted", "Friend is shutting down.")), graceMs);
     let hard: NodeJS.Timeout | undefined;

@@ -59,6 +59,8 @@ export function intake(message: Message, rules: IntakeRules): IntakeDecision {
       authorName: message.member?.displayName ?? message.author.displayName,
       text,
       at: message.createdTimestamp,
+      ...(message.guildId ? { guildId: message.guildId } : {}),
+      ...(message.channel.isThread() && message.channel.parentId ? { parentId: message.channel.parentId } : {}),
     },
   };
 }

@@ -74,6 +74,10 @@ export class DiscordReply implements ReplySink {
     });
   }
 
+  discard(): Promise<void> {
+    return this.#serial(() => this.#removeFrom(0));
+  }
+
   /** Part `i` shows `content`: edited when it is on Discord, else posted as a reply to the trigger. */
   async #show(i: number, content: string): Promise<void> {
     const part = this.#parts[i];

@@ -15,5 +15,7 @@ export interface CommandContext {
 /** One slash command: its registration payload and its handler, in one module. */
 export interface SlashCommand {
   data: RESTPostAPIChatInputApplicationCommandsJSONBody;
+  /** Works even where Friend is switched off (denied channels, DMs when not allowed): a user's own right. */
+  ignoresChannelRules?: boolean;
   execute(interaction: ChatInputCommandInteraction, context: CommandContext): Promise<void>;
 }

@@ -2,12 +2,13 @@ import { MessageFlags, Routes, type Interaction, type REST } from "discord.js";
 import type { Logger } from "pino";
 import { channelVerdict } from "../intake.ts";
 import type { CommandContext, SlashCommand } from "./command.ts";
+import { forgetCommand } from "./forget.ts";
 import { modelCommand } from "./model.ts";
 import { resetCommand } from "./reset.ts";
 import { statusCommand } from "./status.ts";
 
 /** Every slash command Friend has. Adding one is adding a module and a line here. */
-export const COMMANDS: readonly SlashCommand[] = [modelCommand, resetCommand, statusCommand];
+export const COMMANDS: readonly SlashCommand[] = [modelCommand, resetCommand, statusCommand, forgetCommand];
 
 /** Registers all commands in one bulk overwrite: in one guild (instant) when given, else globally. */
 export async function registerCommands(rest: REST, applicationId: string, guildId?: string): Promise<number> {
@@ -26,8 +27,8 @@ export function commandHandler(context: CommandContext, logger: Logger): (intera
       await interaction.reply({ content: `Unknown command /${interaction.commandName}.`, flags: MessageFlags.Ephemeral });
       return;
     }
-    // Commands follow the same channel rules as messages.
-    if (channelVerdict(interaction.channelId, interaction.inGuild(), context.config.discord) === "refused") {
+    // Commands follow the same channel rules as messages, except a user's own /forget.
+    if (!command.ignoresChannelRules && channelVerdict(interaction.channelId, interaction.inGuild(), context.config.discord) === "refused") {
       const where = interaction.inGuild() ? "in this channel" : "in direct messages";
       await interaction.reply({ content: `${context.config.settings.persona.name} is switched off ${where}.`, flags: MessageFlags.Ephemeral });
       log.info("command refused by the channel rules");
