@@ -154,6 +154,10 @@ export class RecordingSink implements ReplySink {
     this.events.push(`notice:${text}`);
   }
 
+  async discard(): Promise<void> {
+    this.events.push("discard");
+  }
+
   /** What was posted in the end, if anything. */
   get posted(): string | undefined {
     return this.events.findLast((e) => e.startsWith("finish:"))?.slice("finish:".length);
@@ -162,7 +166,7 @@ export class RecordingSink implements ReplySink {
 
 let nextId = 100_000_000_000_000_000n;
 
-export function message(channelId: string, text: string, author = "Alice"): IncomingMessage {
+export function message(channelId: string, text: string, author = "Alice"): IncomingMessage & { authorId: string } {
   nextId++;
   return { id: String(nextId), channelId, authorId: `user-${author}`, authorName: author, text, at: Date.now() };
 }
