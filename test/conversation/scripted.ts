@@ -182,7 +182,7 @@ export interface Rig {
 
 /** A Conversation over scripted backends and a real in-memory SQLite store, with no Discord. */
 export function rig(
-  options: { settings?: (s: Settings) => void; openai?: ScriptedBackend; store?: SqliteStore; concurrency?: Partial<ConversationOptions["concurrency"]>; userMessagesPerMinute?: number } = {},
+  options: { settings?: (s: Settings) => void; openai?: ScriptedBackend; store?: SqliteStore; concurrency?: Partial<ConversationOptions["concurrency"]>; userMessagesPerMinute?: number; retentionMs?: number } = {},
 ): Rig {
   const settings = loadSettings();
   settings.generation.streamEditIntervalMs = 0;
@@ -199,6 +199,7 @@ export function rig(
     defaultBackend: "openai",
     concurrency: { openai: 4, local: 1, ...options.concurrency },
     userMessagesPerMinute: options.userMessagesPerMinute ?? 1000,
+    retentionMs: options.retentionMs,
     logger: pino({ enabled: false }),
     onEvent: (e) => events.push(e),
   });
