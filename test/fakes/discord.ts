@@ -15,7 +15,7 @@ import { WebSocket, WebSocketServer } from "ws";
 const DISCORD_EPOCH_MS = 1_420_070_400_000;
 const Op = { Dispatch: 0, Heartbeat: 1, Identify: 2, Resume: 6, InvalidSession: 9, Hello: 10, HeartbeatAck: 11 } as const;
 const Intent = { GuildMessages: 1 << 9, DirectMessages: 1 << 12, MessageContent: 1 << 15 } as const;
-const ChannelType = { GuildText: 0, DM: 1 } as const;
+const ChannelType = { GuildText: 0, DM: 1, PublicThread: 11 } as const;
 const MessageType = { Default: 0, Reply: 19 } as const;
 const EPHEMERAL_FLAG = 1 << 6;
 const LOADING_FLAG = 1 << 7;
@@ -94,6 +94,7 @@ interface RestWaiter { matches: (c: RestCall) => boolean; resolve: (c: RestCall)
 const ok = (body: unknown): RestAnswer => ({ status: 200, body });
 const noContent: RestAnswer = { status: 204 };
 const notFound = (message: string, code: number): RestAnswer => ({ status: 404, body: { message, code } });
+const missingAccess: RestAnswer = { status: 403, body: { message: "Missing Access", code: 50001 } };
 const base64 = (text: string) => Buffer.from(text).toString("base64").replace(/=+$/, "");
 const now = () => new Date().toISOString();
 
@@ -118,6 +119,9 @@ export class FakeDiscord {
   private readonly sockets = new Set<WebSocket>();
   private readonly users = new Map<string, FakeUser>();
   private readonly channelNames = new Map<string, string>();
+  private readonly threadParents = new Map<string, string>(); // thread id → parent channel id
+  /** Set once the bot was removed from the guild: its channels answer 403 Missing Access. */
+  private leftGuild = false;
   private readonly dmChannels = new Map<string, string>(); // user id → DM channel id
   private readonly messages = new Map<string, StoredMessage>();
   private readonly interactions = new Map<string, { payload: InteractionPayload; acked: boolean; originalId?: string }>();
@@ -185,6 +189,62 @@ export class FakeDiscord {
     return id;
   }
 
+  /** A public thread under a guild channel: part of GUILD_CREATE before the first login, a THREAD_CREATE after. */
+  addThread(parentId: string, name = `thread-${this.threadParents.size + 1}`): string {
+    const id = snowflake();
+    this.threadParents.set(id, parentId);
+    this.channelNames.set(id, name);
+    if (this.sessionId) this.dispatch("THREAD_CREATE", { ...this.channelPayload(id), newly_created: true });
+    return id;
+  }
+
+  /** A user deletes their message: it is gone, and the bot gets MESSAGE_DELETE, as from real Discord. */
+  deleteMessage(messageId: string): void {
+    const stored = this.messages.get(messageId);
+    if (!stored) throw new Error(`no message ${messageId} to delete`);
+    this.messages.delete(messageId);
+    const { channel_id, guild_id } = stored.payload;
+    this.dispatch("MESSAGE_DELETE", { id: messageId, channel_id, ...(guild_id ? { guild_id } : {}) });
+  }
+
+  /** A moderator bulk-deletes messages of a guild channel: one MESSAGE_DELETE_BULK. */
+  bulkDelete(channelId: string, messageIds: readonly string[]): void {
+    for (const id of messageIds) this.messages.delete(id);
+    this.dispatch("MESSAGE_DELETE_BULK", { ids: [...messageIds], channel_id: channelId, guild_id: this.guildId });
+  }
+
+  /** A user edits their message: MESSAGE_UPDATE with the whole message, as real Discord sends it now. */
+  editMessage(messageId: string, content: string, opts: { mentions?: FakeUser[] } = {}): MessagePayload {
+    const stored = this.messages.get(messageId);
+    if (!stored || stored.origin !== "injected") throw new Error(`no user message ${messageId} to edit`);
+    const p = stored.payload;
+    p.content = content;
+    p.edited_timestamp = now();
+    if (opts.mentions) p.mentions = opts.mentions.map((u) => (p.guild_id ? { ...userPayload(u), member: this.member(u) } : userPayload(u)));
+    this.dispatch("MESSAGE_UPDATE", p);
+    return p;
+  }
+
+  /**
+   * Deletes a guild channel (CHANNEL_DELETE) or a thread (THREAD_DELETE). A channel's threads go
+   * with it and its messages with them, without events of their own.
+   */
+  deleteChannel(channelId: string): void {
+    const parent = this.threadParents.get(channelId);
+    const gone = new Set([channelId, ...[...this.threadParents].filter(([, p]) => p === channelId).map(([id]) => id)]);
+    if (parent) this.dispatch("THREAD_DELETE", { id: channelId, guild_id: this.guildId, parent_id: parent, type: ChannelType.PublicThread });
+    else this.dispatch("CHANNEL_DELETE", this.channelPayload(channelId));
+    for (const id of gone) this.threadParents.delete(id);
+    if (!parent) this.channelIds.splice(this.channelIds.indexOf(channelId), 1);
+    for (const [id, m] of this.messages) if (gone.has(m.payload.channel_id)) this.messages.delete(id);
+  }
+
+  /** The bot is removed from the guild: GUILD_DELETE without `unavailable` (an outage would set it). */
+  leaveGuild(): void {
+    this.leftGuild = true;
+    this.dispatch("GUILD_DELETE", { id: this.guildId });
+  }
+
   /** The DM channel between the bot and a user (the same one POST /users/@me/channels returns). */
   dmChannelId(user: FakeUser): string {
     let id = this.dmChannels.get(user.id);
@@ -201,7 +261,7 @@ export class FakeDiscord {
     referencedMessageId?: string; dm?: boolean; type?: number; id?: string;
   }): MessagePayload {
     let channelId = opts.channelId;
-    if (opts.dm && (this.channelIds.includes(channelId) || !/^\d{17,19}$/.test(channelId))) channelId = this.dmChannelId(opts.author);
+    if (opts.dm && (this.isGuildChannel(channelId) || !/^\d{17,19}$/.test(channelId))) channelId = this.dmChannelId(opts.author);
     else if (opts.dm) this.dmChannels.set(opts.author.id, channelId);
     const guildId = opts.dm ? undefined : this.guildId;
     const referenced = opts.referencedMessageId ? this.messages.get(opts.referencedMessageId)?.payload : undefined;
@@ -433,14 +493,15 @@ export class FakeDiscord {
     });
 
     on("GET", "/channels/:id", (_, [id]) => {
-      if (this.channelIds.includes(id!)) return ok(this.channelPayload(id!));
+      if (this.isGuildChannel(id!)) return this.leftGuild ? missingAccess : ok(this.channelPayload(id!));
       const dm = [...this.dmChannels.entries()].find(([, channelId]) => channelId === id);
       const user = dm && this.users.get(dm[0]);
       return user ? ok({ id, type: ChannelType.DM, last_message_id: null, flags: 0, recipients: [userPayload(user)] }) : notFound("Unknown Channel", 10003);
     });
     on("GET", "/channels/:id/messages", ({ query }, [id]) => ok(this.history(id!, query)));
     on("POST", "/channels/:id/messages", (call, [id]) => {
-      if (!this.channelIds.includes(id!) && ![...this.dmChannels.values()].includes(id!)) return notFound("Unknown Channel", 10003);
+      if (this.leftGuild && this.isGuildChannel(id!)) return missingAccess;
+      if (!this.isGuildChannel(id!) && ![...this.dmChannels.values()].includes(id!)) return notFound("Unknown Channel", 10003);
       const invalid = this.rejectMessageBody(id!, call.body, call.files);
       if (invalid) return invalid;
       const stored = this.storeBotMessage(id!, call.body, "channel", call.files);
@@ -579,7 +640,7 @@ export class FakeDiscord {
 
   /** Gateway messages carry channel_type, and in a guild guild_id and the author's member; REST responses do not. */
   private asGatewayMessage(p: MessagePayload): MessagePayload {
-    return this.channelIds.includes(p.channel_id)
+    return this.isGuildChannel(p.channel_id)
       ? { ...p, guild_id: this.guildId, member: this.member(this.botUser), channel_type: ChannelType.GuildText }
       : { ...p, channel_type: ChannelType.DM };
   }
@@ -614,7 +675,19 @@ export class FakeDiscord {
     return { nick: user.nick, roles: [], joined_at: "2015-01-01T00:00:00.000Z", deaf: false, mute: false, flags: 0 };
   }
 
+  private isGuildChannel(id: string): boolean {
+    return this.channelIds.includes(id) || this.threadParents.has(id);
+  }
+
   private channelPayload(id: string) {
+    const parent = this.threadParents.get(id);
+    if (parent) {
+      return {
+        id, type: ChannelType.PublicThread, guild_id: this.guildId, parent_id: parent, name: this.channelNames.get(id) ?? "thread",
+        owner_id: this.owner.id, last_message_id: null, rate_limit_per_user: 0, flags: 0, message_count: 0, member_count: 1, total_message_sent: 0,
+        thread_metadata: { archived: false, auto_archive_duration: 1440, archive_timestamp: now(), locked: false, create_timestamp: now() },
+      };
+    }
     return {
       id, type: ChannelType.GuildText, guild_id: this.guildId, name: this.channelNames.get(id) ?? "unknown",
       position: this.channelIds.indexOf(id), permission_overwrites: [], topic: null, nsfw: false,
@@ -635,7 +708,7 @@ export class FakeDiscord {
       max_members: 500_000, max_video_channel_users: 25, premium_progress_bar_enabled: false, features: [],
       joined_at: "2015-01-01T00:00:00.000Z", large: false, unavailable: false, lazy: true, member_count: members.length,
       roles: [everyone], channels: this.channelIds.map((id) => this.channelPayload(id)), members,
-      emojis: [], stickers: [], voice_states: [], presences: [], threads: [], stage_instances: [],
+      emojis: [], stickers: [], voice_states: [], presences: [], threads: [...this.threadParents.keys()].map((id) => this.channelPayload(id)), stage_instances: [],
       guild_scheduled_events: [], soundboard_sounds: [],
     };
   }
