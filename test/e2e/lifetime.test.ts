@@ -100,6 +100,87 @@ describe("deleting on Discord deletes from Friend", () => {
   });
 });
 
+describe("mid-reply", () => {
+  const SLOW = "Could this BE any longer of a reply? I am still typing it, slowly, one word at a time.";
+
+  it("a deleted message coalesced with another: the begun reply goes, and the other is answered on its own", async () => {
+    const world = await start();
+    const { discord, openai } = world;
+    const channel = discord.channelIds[0]!;
+    const [alice, bob] = [discord.user({ name: "alice", globalName: "Alice" }), discord.user({ name: "bob", globalName: "Bob" })];
+    openai.script({ text: SLOW, chunkDelayMs: 60 }, { text: SLOW, chunkDelayMs: 150 });
+    openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+    const first = discord.sendMessage({ channelId: channel, author: bob, ...mention(discord, "first") });
+    await eventually(() => openai.requests.length === 1, "the first request");
+    const deleted = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "never mind this") });
+    const kept = discord.sendMessage({ channelId: channel, author: bob, ...mention(discord, "but answer this") });
+    await eventually(() => openai.requests.length === 2, "the coalesced request");
+    expect(lastPrompt(world).slice(-2)).toEqual(["never mind this", "but answer this"]);
+    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === kept.id);
+    discord.deleteMessage(deleted.id);
+    await eventually(() => replyTo(discord, channel, kept.id).map((m) => m.content).join("|") === "re but answer this", "the kept message answered on its own");
+    expect(lastPrompt(world)).toEqual(["first", SLOW, "but answer this"]);
+    expect(replyTo(discord, channel, first.id)[0]?.content).toBe(SLOW);
+  });
+
+  it("a message edited while its reply streams: the begun reply goes, and the new text is answered", async () => {
+    const world = await start();
+    const { discord, openai } = world;
+    const channel = discord.channelIds[0]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    openai.script({ text: SLOW, chunkDelayMs: 150 });
+    openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+    const m = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "how are you") });
+    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m.id);
+    discord.editMessage(m.id, `<@${discord.botUser.id}> how are YOU`, { mentions: [discord.botUser] });
+    await eventually(() => replyTo(discord, channel, m.id).map((r) => r.content).join("|") === "re how are YOU", "the answer to the new text, alone");
+    expect(lastPrompt(world)).toEqual(["how are YOU"]);
+    await eventually(() => world.friend.store.loadWindow(channel).length === 2, "the exchange remembered");
+    expect(world.friend.store.loadWindow(channel).map((t) => t.text)).toEqual(["how are YOU", "re how are YOU"]);
+  });
+
+  it("/forget while Friend is answering the user: the reply is withdrawn and nothing of theirs is kept", async () => {
+    const world = await start();
+    const { discord, openai } = world;
+    const channel = discord.channelIds[0]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    openai.script({ text: SLOW, chunkDelayMs: 150 });
+    openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+    const m = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "tell me a secret") });
+    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m.id);
+    const forget = discord.sendInteraction({ channelId: channel, user: alice, name: "forget" });
+    expect((await interactionReply(discord, forget.token)).content).toBe("Done. I forgot 1 message of yours I hadn't answered yet, in 1 channel.");
+    await eventually(() => replyTo(discord, channel, m.id).length === 0, "the begun reply deleted");
+    await new Promise((r) => setTimeout(r, 500));
+    expect(replyTo(discord, channel, m.id)).toEqual([]);
+    expect(world.friend.store.loadWindow(channel)).toEqual([]);
+    expect(world.friend.store.unanswered()).toEqual([]);
+  });
+});
+
+describe("messages discord.js no longer holds", () => {
+  it("after a restart (an empty message cache), a delete and an edit of an answered message still reach Friend", async () => {
+    const discord = await FakeDiscord.start();
+    const path = dbFile();
+    const channel = discord.channelIds[0]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const first = await startWorld({ discord, env: { FRIEND_DB_PATH: path } });
+    first.openai.otherwise(() => ({ text: "Okay." }));
+    const deleted = await exchange(first, channel, alice, "delete me later", { reply: "Okay." });
+    const edited = await exchange(first, channel, alice, "edit me later", { reply: "Okay." });
+    await first.friend.stop();
+    await first.openai.stop();
+
+    const second = await start({ discord, env: { FRIEND_DB_PATH: path } });
+    second.openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+    discord.deleteMessage(deleted.id);
+    discord.editMessage(edited.id, `<@${discord.botUser.id}> edited after the restart`, { mentions: [discord.botUser] });
+    await eventually(() => second.friend.store.loadWindow(channel).map((t) => t.text).join("|") === "Okay.|edited after the restart|Okay.", "the delete and the edit applied");
+    await exchange(second, channel, alice, "and now?");
+    expect(lastPrompt(second)).toEqual(["Okay.", "edited after the restart", "Okay.", "and now?"]);
+  });
+});
+
 describe("edits count", () => {
   it("a message edited while it waits is answered with its new text", async () => {
     const world = await start();

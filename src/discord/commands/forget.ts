@@ -8,8 +8,9 @@ const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : 
 export function describeForgotten(forgotten: Forgotten): string {
   const { channels, turns, replies, unanswered, durable } = forgotten;
   if (channels === 0) return "I had nothing of yours to forget.";
-  const parts = [count(turns, "message of yours", "messages of yours")];
-  if (unanswered > 0) parts.push(`${count(unanswered, "message", "messages")} I hadn't answered yet`);
+  const parts: string[] = [];
+  if (turns > 0) parts.push(count(turns, "message of yours", "messages of yours"));
+  if (unanswered > 0) parts.push(`${count(unanswered, "message", "messages")} of yours I hadn't answered yet`);
   if (replies > 0) parts.push(`${count(replies, "of my replies", "of my replies")} to you`);
   const list = parts.length > 1 ? `${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}` : parts[0];
   const done = `Done. I forgot ${list}, in ${count(channels, "channel", "channels")}.`;
