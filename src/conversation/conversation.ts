@@ -229,7 +229,7 @@ export class Conversation {
 
   /** Messages deleted on Discord (one, or a bulk delete): see ChannelSession.withdraw. Returns how many Friend held. */
   withdraw(channelId: string, messageIds: readonly string[]): number {
-    const session = this.#session(channelId);
+    const session = this.#sessionForEvent(channelId);
     const waiting = session.pendingCount;
     const held = session.withdraw(messageIds);
     for (let n = session.pendingCount; n < waiting; n++) this.#emit({ type: "dropped", backend: session.backend, reason: "withdrawn" });
@@ -240,7 +240,7 @@ export class Conversation {
   revise(channelId: string, messageId: string, newText: string): boolean {
     const { window } = this.options.settings;
     const { text, trimmed } = fitInput(newText, window.maxInputChars, window.maxInputTokens);
-    return this.#session(channelId).revise(messageId, text, trimmed);
+    return this.#sessionForEvent(channelId).revise(messageId, text, trimmed);
   }
 
   /**
@@ -399,6 +399,15 @@ export class Conversation {
     if (dropped) this.#emit({ type: "dropped", backend: session.backend, reason: "queue_full" });
     return result;
   }
+  /**
+   * The channel's session for a Discord event about it (a delete, an edit): the one in memory, else
+   * a short-lived one that reaches only the store. Deletes and edits come from every channel Friend
+   * can see, and must not push the channels it talks in out of memory.
+   */
+  #sessionForEvent(channelId: string): ChannelSession {
+    return this.#sessions.get(channelId) ?? new ChannelSession(channelId, this.#context);
+  }
+
   #session(channelId: string): ChannelSession {
     let session = this.#sessions.get(channelId);
     if (session) {

@@ -219,7 +219,7 @@ export class ChannelSession {
     held += inWindow;
     let stored = 0;
     const durable = this.#write("forget deleted messages", (store) => void (stored = store.forgetMessages(this.id, [...ids])));
-    if (inWindow > 0 || stored > 0 || !durable || !this.#window) this.#resetCaches();
+    if (inWindow > 0 || stored > 0 || !durable) this.#resetCaches();
     return held;
   }
 
@@ -247,7 +247,7 @@ export class ChannelSession {
     }
     let stored = 0;
     const durable = this.#write("save an edited message", (store) => void (stored = store.reviseMessage(this.id, messageId, text, tokens)));
-    if (inWindow > 0 || stored > 0 || !durable || !this.#window) this.#resetCaches();
+    if (inWindow > 0 || stored > 0 || !durable) this.#resetCaches();
     return waiting !== undefined || inWindow > 0 || stored > 0;
   }
 

@@ -134,7 +134,9 @@ describe("deleted messages leave Friend", () => {
   it("a delete in a channel Friend never answered in leaves no trace in the store", () => {
     const { conversation, store } = rig();
     expect(conversation.withdraw("elsewhere", ["100000000000000042"])).toBe(0);
+    expect(conversation.revise("elsewhere", "100000000000000043", "edited")).toBe(false);
     expect(store.isKnown("100000000000000042")).toBe(false);
+    expect(conversation.sessionCount).toBe(0); // channels Friend talks in are not pushed out of memory
   });
 });
 
