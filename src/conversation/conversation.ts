@@ -229,7 +229,7 @@ export class Conversation {
 
   /** Messages deleted on Discord (one, or a bulk delete): see ChannelSession.withdraw. Returns how many Friend held. */
   withdraw(channelId: string, messageIds: readonly string[]): number {
-    const session = this.#sessionForEvent(channelId);
+    const session = this.#sessionOrPassing(channelId);
     const waiting = session.pendingCount;
     const held = session.withdraw(messageIds);
     for (let n = session.pendingCount; n < waiting; n++) this.#emit({ type: "dropped", backend: session.backend, reason: "withdrawn" });
@@ -240,7 +240,7 @@ export class Conversation {
   revise(channelId: string, messageId: string, newText: string): boolean {
     const { window } = this.options.settings;
     const { text, trimmed } = fitInput(newText, window.maxInputChars, window.maxInputTokens);
-    return this.#sessionForEvent(channelId).revise(messageId, text, trimmed);
+    return this.#sessionOrPassing(channelId).revise(messageId, text, trimmed);
   }
 
   /**
@@ -259,8 +259,7 @@ export class Conversation {
     const total: Forgotten = { channels: 0, turns: 0, replies: 0, unanswered: 0, durable: readable };
     for (const channelId of new Set([...this.#sessions.keys(), ...stored])) {
       const inStore = stored.includes(channelId);
-      const session = this.#sessions.get(channelId) ?? this.#session(channelId);
-      const result = session.forgetAuthor(authorId, inStore);
+      const result = this.#sessionOrPassing(channelId).forgetAuthor(authorId, inStore);
       if (result.turns + result.replies + result.unanswered === 0) continue;
       total.channels++;
       total.turns += result.turns;
@@ -294,8 +293,7 @@ export class Conversation {
       this.#context.storeFailed(err, this.options.logger);
     }
     let count = 0;
-    for (const session of [...this.#sessions.values()]) count += session.expire(before);
-    for (const channelId of stored) if (!this.#sessions.has(channelId)) count += this.#session(channelId).expire(before);
+    for (const channelId of new Set([...this.#sessions.keys(), ...stored])) count += this.#sessionOrPassing(channelId).expire(before, stored.includes(channelId));
     if (count > 0) this.options.logger.info({ turns: count, olderThanDays: retentionMs / 86_400_000 }, "forgot turns past their retention");
     return count;
   }
@@ -324,7 +322,7 @@ export class Conversation {
 
   #leave(channelIds: readonly string[]): void {
     for (const channelId of new Set(channelIds)) {
-      const session = this.#session(channelId);
+      const session = this.#sessionOrPassing(channelId);
       for (const _ of session.leave()) this.#emit({ type: "dropped", backend: session.backend, reason: "left" });
       // Nothing is left to keep in memory; a session still ending its reply stays until it is idle.
       if (!session.busy) this.#sessions.delete(channelId);
@@ -400,11 +398,12 @@ export class Conversation {
     return result;
   }
   /**
-   * The channel's session for a Discord event about it (a delete, an edit): the one in memory, else
-   * a short-lived one that reaches only the store. Deletes and edits come from every channel Friend
-   * can see, and must not push the channels it talks in out of memory.
+   * The channel's session in memory, else a passing one that reaches only the store (nothing of the
+   * channel is in memory to own). Deletes and edits come from every channel Friend can see, and
+   * /forget, retention and leaving touch channels nobody talks in now: none of them may push the
+   * channels Friend talks in out of memory.
    */
-  #sessionForEvent(channelId: string): ChannelSession {
+  #sessionOrPassing(channelId: string): ChannelSession {
     return this.#sessions.get(channelId) ?? new ChannelSession(channelId, this.#context);
   }
 

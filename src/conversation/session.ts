@@ -273,13 +273,17 @@ export class ChannelSession {
     return { ...(durable && fromStore ? fromStore : memory), durable };
   }
 
-  /** Retention: turns from before `before` leave the window and the store. Returns how many turns went. */
-  expire(before: number): number {
+  /**
+   * Retention: turns from before `before` leave the window and the store. `stored`: the store holds
+   * some (else only memory is looked at). Returns how many turns went.
+   */
+  expire(before: number, stored: boolean): number {
     const inWindow = this.#window?.rewrite((t) => (t.at < before ? null : t)) ?? 0;
-    let stored = 0;
-    const durable = this.#write("forget old turns", (store) => void (stored = store.expire(this.id, before)));
-    if (inWindow > 0 || stored > 0 || !durable) this.#resetCaches();
-    return Math.max(inWindow, stored);
+    if (!stored && inWindow === 0) return 0;
+    let expired = 0;
+    const durable = this.#write("forget old turns", (store) => void (expired = store.expire(this.id, before)));
+    if (inWindow > 0 || expired > 0 || !durable) this.#resetCaches();
+    return Math.max(inWindow, expired);
   }
 
   /**
