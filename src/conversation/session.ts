@@ -124,10 +124,11 @@ class TurnFailure extends Error {
 
 /**
  * One channel's conversation, and the only owner of it: its pending messages, its window, its
- * backend choice, its epoch (bumped by /reset) and its generation in flight. Messages, /reset,
- * /model, eviction and the shutdown drain all go through here, so they cannot race: one turn runs
- * at a time, messages that arrive meanwhile become the next turn, and a result computed in an old
- * epoch is never written into a new one.
+ * backend choice, its epoch (bumped by /reset) and its generation in flight. Messages, deletes
+ * and edits, /reset, /forget, /model, retention, the channel's deletion, eviction and the shutdown
+ * drain all go through here, so they cannot race: one turn runs at a time, messages that arrive
+ * meanwhile become the next turn, a turn whose messages changed is answered anew, and a result
+ * computed in an old epoch is never written into a new one.
  */
 export class ChannelSession {
   /** Waiting messages, oldest first (by when they were sent, so catch-up goes before newer ones). */
