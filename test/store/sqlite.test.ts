@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Turn } from "../../src/core/turn.ts";
 import { openFailure, openFailureMessage, SCHEMA_VERSION, SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
@@ -211,6 +212,61 @@ describe("SqliteStore", () => {
       expect(s.loadWindow("c").map((t) => t.text)).toEqual(["t3", "r4"]);
       expect(s.unanswered()).toEqual([]);
       expect(s.channelsBefore(1000)).toEqual(["d"]);
+    });
+
+    it("any sequence of replies, deletes, /forget, expiry and channel deletes leaves exactly what a plain model of them leaves", () => {
+      type Op =
+        | { kind: "exchange"; channel: string; authors: string[]; at: number }
+        | { kind: "delete"; channel: string; pick: number }
+        | { kind: "forget"; channel: string; author: string }
+        | { kind: "expire"; channel: string; before: number }
+        | { kind: "leave"; channel: string };
+      const channel = fc.constantFrom("c1", "c2", "dm");
+      const author = fc.constantFrom("u1", "u2", "u3");
+      const op: fc.Arbitrary<Op> = fc.oneof(
+        fc.record({ kind: fc.constant("exchange" as const), channel, authors: fc.array(author, { minLength: 1, maxLength: 3 }), at: fc.integer({ min: 0, max: 100 }) }),
+        fc.record({ kind: fc.constant("delete" as const), channel, pick: fc.nat() }),
+        fc.record({ kind: fc.constant("forget" as const), channel, author }),
+        fc.record({ kind: fc.constant("expire" as const), channel, before: fc.integer({ min: 0, max: 100 }) }),
+        fc.record({ kind: fc.constant("leave" as const), channel }),
+      );
+      fc.assert(
+        fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+          const s = new SqliteStore({ path: ":memory:" });
+          const model = new Map<string, Turn[]>();
+          let next = 0;
+          for (const o of ops) {
+            const turns = model.get(o.channel) ?? [];
+            if (o.kind === "exchange") {
+              const said = o.authors.map((a) => ({ author: a, text: `t${next}`, fromFriend: false, at: o.at, messageId: String(100000000000000000n + BigInt(next++)), authorId: a }));
+              const reply: Turn = { author: "Friend", text: `r${next++}`, fromFriend: true, at: o.at, answered: [...new Set(o.authors)] };
+              s.complete(o.channel, said, reply);
+              model.set(o.channel, [...turns, ...said, reply]);
+            } else if (o.kind === "delete") {
+              const users = turns.filter((t) => !t.fromFriend);
+              const id = users.length > 0 ? users[o.pick % users.length]!.messageId! : "100000000000000999";
+              s.forgetMessages(o.channel, [id]);
+              model.set(o.channel, turns.filter((t) => t.messageId !== id));
+            } else if (o.kind === "forget") {
+              s.forgetAuthor(o.channel, o.author);
+              model.set(o.channel, turns.filter((t) => t.authorId !== o.author && !t.answered?.includes(o.author)));
+            } else if (o.kind === "expire") {
+              s.expire(o.channel, o.before);
+              model.set(o.channel, turns.filter((t) => t.at >= o.before));
+            } else {
+              s.forgetChannel(o.channel);
+              model.delete(o.channel);
+            }
+          }
+          for (const c of ["c1", "c2", "dm"]) expect(s.loadWindow(c)).toEqual(model.get(c) ?? []);
+          for (const a of ["u1", "u2", "u3"]) {
+            const holding = [...model].filter(([, turns]) => turns.some((t) => t.authorId === a || t.answered?.includes(a))).map(([c]) => c);
+            expect(s.channelsOf(a).sort()).toEqual(holding.sort());
+          }
+          s.close();
+        }),
+        { numRuns: 150 },
+      );
     });
 
     it("forgetting a deleted channel leaves no row of it in any table; its server's and parent's other channels are found", () => {
