@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { deferred, message, RecordingSink, rig } from "./scripted.ts";
 
@@ -364,5 +365,85 @@ describe("leaving a channel or a server", () => {
     await conversation.idle("thread");
     conversation.leaveChannel("parent");
     expect(store.loadWindow("thread")).toEqual([]);
+  });
+});
+
+describe("any interleaving", () => {
+  type Op =
+    | { kind: "send"; author: number }
+    | { kind: "delete"; pick: number }
+    | { kind: "edit"; pick: number }
+    | { kind: "forget"; author: number }
+    | { kind: "stream" }
+    | { kind: "end" };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    { arbitrary: fc.record({ kind: fc.constant("send" as const), author: fc.integer({ min: 0, max: 2 }) }), weight: 4 },
+    { arbitrary: fc.record({ kind: fc.constant("delete" as const), pick: fc.nat() }), weight: 2 },
+    { arbitrary: fc.record({ kind: fc.constant("edit" as const), pick: fc.nat() }), weight: 2 },
+    { arbitrary: fc.record({ kind: fc.constant("forget" as const), author: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
+    { arbitrary: fc.constant({ kind: "stream" as const }), weight: 2 },
+    { arbitrary: fc.constant({ kind: "end" as const }), weight: 3 },
+  );
+
+  it("no prompt ever holds a deleted, forgotten or replaced text, and every message left standing is remembered once, in its last version", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 25 }), async (ops) => {
+        const { conversation, openai, store } = rig();
+        const authors = ["Alice", "Bob", "Carol"];
+        /** Texts no prompt may hold from now on. */
+        const forbidden = new Set<string>();
+        /** Messages standing: id → their current text and author. */
+        const standing = new Map<string, { text: string; author: string }>();
+        const prompts: { prompt: string[]; forbidden: Set<string> }[] = [];
+        let n = 0;
+        const check = () => {
+          for (const g of openai.generations.slice(prompts.length)) prompts.push({ prompt: g.request.turns.map((t) => t.text), forbidden: new Set(forbidden) });
+        };
+        const ids = () => [...standing.keys()];
+        for (const o of ops) {
+          if (o.kind === "send") {
+            const m = message("c", `m${n++}`, authors[o.author]);
+            conversation.submit(m, new RecordingSink());
+            standing.set(m.id, { text: m.text, author: m.authorId });
+          } else if (o.kind === "delete" || o.kind === "edit") {
+            const id = ids()[o.pick % Math.max(1, ids().length)];
+            if (!id) continue;
+            const was = standing.get(id)!;
+            forbidden.add(was.text);
+            if (o.kind === "delete") {
+              conversation.withdraw("c", [id]);
+              standing.delete(id);
+            } else {
+              const text = `${was.text}-edited`;
+              conversation.revise("c", id, text);
+              standing.set(id, { ...was, text });
+            }
+          } else if (o.kind === "forget") {
+            conversation.forget(`user-${authors[o.author]}`);
+            for (const [id, m] of standing) if (m.author === `user-${authors[o.author]}`) (forbidden.add(m.text), standing.delete(id));
+          } else {
+            const g = openai.generations.at(-1);
+            if (g && !g.returned) (o.kind === "stream" ? g.say("so ") : g.say("done.").end());
+          }
+          await settle();
+          check();
+        }
+        // Let everything left be answered.
+        for (let rounds = 0; rounds < 50; rounds++) {
+          const g = openai.generations.at(-1);
+          if (g && !g.returned) g.say("done.").end();
+          await settle();
+          check();
+          if (store.unanswered().length === 0 && openai.generations.every((x) => x.returned)) break;
+        }
+        await conversation.idle("c");
+        for (const { prompt, forbidden: banned } of prompts) expect(prompt.filter((t) => banned.has(t))).toEqual([]);
+        const remembered = store.loadWindow("c").filter((t) => !t.fromFriend).map((t) => t.text);
+        expect(remembered.filter((t) => forbidden.has(t))).toEqual([]);
+        expect(remembered.sort()).toEqual([...standing.values()].map((m) => m.text).sort());
+        expect(store.unanswered()).toEqual([]);
+      }),
+      { numRuns: 60 },
+    );
   });
 });
