@@ -30,7 +30,10 @@ export interface Forgotten {
   turns: number;
   replies: number;
   unanswered: number;
+  /** Every removal is in the store (else some wait in the write queue, retried). */
   durable: boolean;
+  /** The store could not say where the user's words are: only channels in memory were looked at. */
+  partial: boolean;
 }
 
 /** How often retention looks for turns past their time. */
@@ -249,14 +252,14 @@ export class Conversation {
    */
   forget(authorId: string): Forgotten {
     let stored: string[] = [];
-    let readable = true;
+    let partial = false;
     try {
       stored = this.options.store.channelsOf(authorId);
     } catch (err) {
       this.#context.storeFailed(err, this.options.logger);
-      readable = false;
+      partial = true;
     }
-    const total: Forgotten = { channels: 0, turns: 0, replies: 0, unanswered: 0, durable: readable };
+    const total: Forgotten = { channels: 0, turns: 0, replies: 0, unanswered: 0, durable: true, partial };
     for (const channelId of new Set([...this.#sessions.keys(), ...stored])) {
       const inStore = stored.includes(channelId);
       const result = this.#sessionOrPassing(channelId).forgetAuthor(authorId, inStore);

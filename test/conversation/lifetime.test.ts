@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { deferred, message, RecordingSink, rig } from "./scripted.ts";
+import { describeForgotten, FORGET_PARTIAL } from "../../src/discord/commands/forget.ts";
+import { deferred, flakyStore, message, RecordingSink, rig } from "./scripted.ts";
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 const DAY_MS = 86_400_000;
@@ -225,12 +226,12 @@ describe("/forget", () => {
     local.resets.length = 0;
 
     const forgotten = conversation.forget("user-Alice");
-    expect(forgotten).toEqual({ channels: 3, turns: 3, replies: 3, unanswered: 0, durable: true });
+    expect(forgotten).toEqual({ channels: 3, turns: 3, replies: 3, unanswered: 0, durable: true, partial: false });
     expect(store.loadWindow("c1").map((t) => t.text)).toEqual(["bob in c1", "Hi Bob."]);
     expect(store.loadWindow("c2")).toEqual([]);
     expect(store.loadWindow("dm-alice")).toEqual([]);
     expect(new Set(local.resets)).toEqual(new Set(["c1", "c2", "dm-alice"]));
-    expect(conversation.forget("user-Alice")).toEqual({ channels: 0, turns: 0, replies: 0, unanswered: 0, durable: true });
+    expect(conversation.forget("user-Alice")).toEqual({ channels: 0, turns: 0, replies: 0, unanswered: 0, durable: true, partial: false });
 
     conversation.submit(message("c1", "still there?", "Bob"), new RecordingSink());
     expect((await openai.generation(openai.generations.length)).prompt).toEqual(["Bob: bob in c1", "Friend: Hi Bob.", "Bob: still there?"]);
@@ -262,6 +263,41 @@ describe("/forget", () => {
     expect(store.unanswered()).toEqual([]);
     expect(store.channelsOf("user-Alice")).toEqual([]);
     expect(openai.generations).toHaveLength(3);
+  });
+});
+
+describe("/forget with a failing database", () => {
+  it("a store that cannot say where the user's words are: memory is forgotten, and the answer says to try again", async () => {
+    const { store, failing } = flakyStore();
+    const { conversation, openai } = rig({ store });
+    const sink = new RecordingSink();
+    conversation.submit(message("c", "remember me"), sink);
+    (await openai.generation(0)).say("I will.").end();
+    await sink.finished.promise;
+    await conversation.idle("c");
+    failing.add("channelsOf");
+    const forgotten = conversation.forget("user-Alice");
+    expect(forgotten).toEqual({ channels: 1, turns: 1, replies: 1, unanswered: 0, durable: true, partial: true });
+    expect(describeForgotten(forgotten)).toBe(`Done. I forgot 1 message of yours and 1 of my replies to you, in 1 channel. ${FORGET_PARTIAL}`);
+    expect(store.loadWindow("c")).toEqual([]);
+  });
+
+  it("a store that cannot be written: what memory held is reported, the answer says so, and the write lands once the store is back", async () => {
+    const { store, real, failing } = flakyStore();
+    const { conversation, openai } = rig({ store });
+    const sink = new RecordingSink();
+    conversation.submit(message("c", "remember me"), sink);
+    (await openai.generation(0)).say("I will.").end();
+    await sink.finished.promise;
+    await conversation.idle("c");
+    failing.add("forgetAuthor");
+    const forgotten = conversation.forget("user-Alice");
+    expect(forgotten).toMatchObject({ channels: 1, turns: 1, replies: 1, durable: false, partial: false });
+    expect(describeForgotten(forgotten)).toMatch(/can't be written right now/);
+    expect(real.loadWindow("c")).toHaveLength(2);
+    failing.delete("forgetAuthor");
+    expect(conversation.writesDurable()).toBe(true);
+    expect(real.loadWindow("c")).toEqual([]);
   });
 });
 

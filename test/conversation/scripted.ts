@@ -205,3 +205,21 @@ export function rig(
   });
   return { conversation, openai, local, store, settings, events };
 }
+
+/** A real in-memory store whose named methods throw while `failing` has them. */
+export function flakyStore(): { store: SqliteStore; real: SqliteStore; failing: Set<string> } {
+  const real = new SqliteStore({ path: ":memory:" });
+  const failing = new Set<string>();
+  const store = new Proxy(real, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof key === "string" && failing.has(key)) {
+        return () => {
+          throw Object.assign(new Error(`${key}: database is locked`), { code: "SQLITE_BUSY" });
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, real, failing };
+}

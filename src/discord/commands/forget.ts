@@ -5,8 +5,12 @@ import type { SlashCommand } from "./command.ts";
 const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 /** What the user reads: what was removed, in plain words. */
+/** When the database could not be read: what was in memory is gone, the rest may not be. */
+export const FORGET_PARTIAL = "I couldn't read my database just now, so some of what you said may still be there. Try /forget again in a minute.";
+
 export function describeForgotten(forgotten: Forgotten): string {
-  const { channels, turns, replies, unanswered, durable } = forgotten;
+  const { channels, turns, replies, unanswered, durable, partial } = forgotten;
+  if (partial) return channels === 0 ? FORGET_PARTIAL : `${describeForgotten({ ...forgotten, partial: false })} ${FORGET_PARTIAL}`;
   if (channels === 0) return "I had nothing of yours to forget.";
   const parts: string[] = [];
   if (turns > 0) parts.push(count(turns, "message of yours", "messages of yours"));
