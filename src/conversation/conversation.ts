@@ -7,7 +7,7 @@ import { FloodGate } from "./flood.ts";
 import { speakerName } from "../core/speakers.ts";
 import { DurableWrites } from "./durable.ts";
 import { ChannelSession, type ReplySink, type SessionContext } from "./session.ts";
-import type { AcceptedMessage, ConversationStore } from "./store.ts";
+import type { AcceptedMessage, ChannelPlace, ConversationStore } from "./store.ts";
 import { countTokens, truncateToTokens } from "../core/tokens.ts";
 
 /** A message that addresses Friend, already stripped of Discord specifics. */
@@ -312,6 +312,23 @@ export class Conversation {
   /** Friend left a server (or it was deleted): every channel of it is forgotten. `known`: its channels the caller knows of. */
   leaveGuild(guildId: string, known: readonly string[]): void {
     this.#leave([...known, ...this.#channelsUnder(guildId)]);
+  }
+
+  /**
+   * Forgets the recorded channels that `gone` says no longer exist for Friend (deleted, or their
+   * server left, while Friend was offline: Discord does not replay that). Returns their ids.
+   */
+  leaveWhere(gone: (place: ChannelPlace) => boolean): string[] {
+    let places: ChannelPlace[];
+    try {
+      places = this.options.store.places();
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      return [];
+    }
+    const left = places.filter(gone).map((p) => p.channelId);
+    this.#leave([...left, ...left.flatMap((id) => this.#channelsUnder(id))]);
+    return left;
   }
 
   #channelsUnder(id: string): string[] {

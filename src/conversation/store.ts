@@ -15,6 +15,14 @@ export interface AcceptedMessage {
   parentId?: string;
 }
 
+/** Where a channel lives, as recorded when a message of it was accepted. */
+export interface ChannelPlace {
+  channelId: string;
+  guildId: string;
+  /** A thread's parent channel. */
+  parentId?: string;
+}
+
 /** What forgetting a user removed from one channel. */
 export interface ForgottenAuthor {
   /** The user's turns. */
@@ -68,6 +76,8 @@ export interface ConversationStore {
   expire(channelId: string, before: number): number;
   /** Channels recorded under a server, or threads under a channel. */
   channelsUnder(id: string): string[];
+  /** Every channel whose server is recorded. */
+  places(): ChannelPlace[];
   /** Forgets everything of a channel: turns, unanswered and answered messages, backend choice, place. */
   forgetChannel(channelId: string): void;
   /** True once a message was accepted (answered or not): a gateway replay of it is not new. */

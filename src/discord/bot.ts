@@ -81,6 +81,7 @@ export class FriendBot {
     }
     const readyClient = await ready;
     log.info({ user: readyClient.user.tag, guilds: readyClient.guilds.cache.size }, "connected to Discord");
+    this.#guarded("departures while offline", () => this.#forgetDepartedWhileOffline(readyClient));
     await options.onReady?.(readyClient);
     this.#ready = true;
   }
@@ -144,6 +145,20 @@ export class FriendBot {
   #onGuildGone(guild: Guild): void {
     this.options.conversation.leaveGuild(guild.id, [...guild.channels.cache.keys()]);
     this.options.logger.info({ guild: guild.id }, "left a server; forgot its channels");
+  }
+
+  /**
+   * Channels deleted and servers left while Friend was offline (Discord does not replay those
+   * events): a recorded channel whose server is no longer Friend's, or that is missing from its
+   * available server, is forgotten. A thread is judged by its parent (archived threads are not listed).
+   */
+  #forgetDepartedWhileOffline(client: Client<true>): void {
+    const left = this.options.conversation.leaveWhere((place) => {
+      const guild = client.guilds.cache.get(place.guildId);
+      if (!guild) return true;
+      return guild.available && !guild.channels.cache.has(place.parentId ?? place.channelId);
+    });
+    if (left.length > 0) this.options.logger.info({ channels: left }, "channels deleted or servers left while offline; forgotten");
   }
 
   /** A Discord event must never take Friend down. */

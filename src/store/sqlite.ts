@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
-import type { AcceptedMessage, ConversationStore, ForgottenAuthor } from "../conversation/store.ts";
+import type { AcceptedMessage, ChannelPlace, ConversationStore, ForgottenAuthor } from "../conversation/store.ts";
 import type { Turn } from "../core/turn.ts";
 
 /** Each entry moves the schema one version up; never edit one that has shipped, add another. */
@@ -189,6 +189,7 @@ export class SqliteStore implements ConversationStore {
       expireAccepted: db.prepare("DELETE FROM accepted WHERE channel_id = ? AND at < ?"),
       expireAnswered: db.prepare("DELETE FROM answered WHERE channel_id = ? AND at < ?"),
       channelsUnder: db.prepare<[string, string]>("SELECT channel_id FROM places WHERE guild_id = ? OR parent_id = ?"),
+      places: db.prepare("SELECT channel_id, guild_id, parent_id FROM places"),
       forgetAccepted: db.prepare("DELETE FROM accepted WHERE channel_id = ?"),
       forgetAnswered: db.prepare("DELETE FROM answered WHERE channel_id = ?"),
       forgetBackend: db.prepare("DELETE FROM channels WHERE channel_id = ?"),
@@ -336,6 +337,11 @@ export class SqliteStore implements ConversationStore {
 
   channelsUnder(id: string): string[] {
     return this.#read(() => (this.#q.channelsUnder.all(id, id) as { channel_id: string }[]).map(col));
+  }
+
+  places(): ChannelPlace[] {
+    const rows = this.#read(() => this.#q.places.all() as { channel_id: string; guild_id: string; parent_id: string | null }[]);
+    return rows.map((r) => ({ channelId: r.channel_id, guildId: r.guild_id, ...(r.parent_id ? { parentId: r.parent_id } : {}) }));
   }
 
   forgetChannel(channelId: string): void {

@@ -316,6 +316,35 @@ describe("leaving", () => {
     expect(world.friend.store.loadWindow(kept)).toHaveLength(2);
   });
 
+  it("channels deleted and a server left while Friend was offline are forgotten at the next start; the rest stays", async () => {
+    const discord = await FakeDiscord.start();
+    const path = dbFile();
+    const env = { FRIEND_DB_PATH: path };
+    const first = await startWorld({ discord, env });
+    first.openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const [deleted, parent, kept] = discord.channelIds as [string, string, string];
+    const thread = discord.addThread(parent);
+    for (const channel of [deleted, parent, kept, thread]) await exchange(first, channel, alice, `hello in ${channel}`);
+    const dm = await exchange(first, "dm", alice, "hello in private", { dm: true });
+    expect(rowsAbout(path, [deleted, thread]).turns).toBe(4);
+    await first.friend.stop();
+    await first.openai.stop();
+    discord.deleteChannel(deleted, { whileOffline: true });
+    discord.deleteChannel(parent, { whileOffline: true }); // its thread goes with it
+
+    const second = await startWorld({ discord, env });
+    await eventually(() => Object.values(rowsAbout(path, [deleted, parent, thread])).every((n) => n === 0), "the channels deleted while offline forgotten");
+    expect(second.friend.store.loadWindow(kept)).toHaveLength(2);
+    await second.friend.stop();
+    await second.openai.stop();
+
+    discord.leaveGuild({ whileOffline: true });
+    const third = await start({ discord, env });
+    await eventually(() => Object.values(rowsAbout(path, [...discord.channelIds, discord.guildId])).every((n) => n === 0), "the server left while offline forgotten");
+    expect(third.friend.store.loadWindow(dm.channel_id)).toHaveLength(2);
+  });
+
   it("after GUILD_DELETE nothing of that server is left in the database; DMs stay", async () => {
     const path = dbFile();
     const world = await start({ env: { FRIEND_DB_PATH: path } });

@@ -227,22 +227,26 @@ export class FakeDiscord {
 
   /**
    * Deletes a guild channel (CHANNEL_DELETE) or a thread (THREAD_DELETE). A channel's threads go
-   * with it and its messages with them, without events of their own.
+   * with it and its messages with them, without events of their own. `whileOffline`: the bot is
+   * not connected, and Discord will not replay the event to its next session.
    */
-  deleteChannel(channelId: string): void {
+  deleteChannel(channelId: string, { whileOffline = false } = {}): void {
     const parent = this.threadParents.get(channelId);
     const gone = new Set([channelId, ...[...this.threadParents].filter(([, p]) => p === channelId).map(([id]) => id)]);
-    if (parent) this.dispatch("THREAD_DELETE", { id: channelId, guild_id: this.guildId, parent_id: parent, type: ChannelType.PublicThread });
-    else this.dispatch("CHANNEL_DELETE", this.channelPayload(channelId));
+    if (!whileOffline && parent) this.dispatch("THREAD_DELETE", { id: channelId, guild_id: this.guildId, parent_id: parent, type: ChannelType.PublicThread });
+    else if (!whileOffline) this.dispatch("CHANNEL_DELETE", this.channelPayload(channelId));
     for (const id of gone) this.threadParents.delete(id);
     if (!parent) this.channelIds.splice(this.channelIds.indexOf(channelId), 1);
     for (const [id, m] of this.messages) if (gone.has(m.payload.channel_id)) this.messages.delete(id);
   }
 
-  /** The bot is removed from the guild: GUILD_DELETE without `unavailable` (an outage would set it). */
-  leaveGuild(): void {
+  /**
+   * The bot is removed from the guild: GUILD_DELETE without `unavailable` (an outage would set it).
+   * `whileOffline`: no event; the guild is simply absent from the next READY.
+   */
+  leaveGuild({ whileOffline = false } = {}): void {
     this.leftGuild = true;
-    this.dispatch("GUILD_DELETE", { id: this.guildId });
+    if (!whileOffline) this.dispatch("GUILD_DELETE", { id: this.guildId });
   }
 
   /** The DM channel between the bot and a user (the same one POST /users/@me/channels returns). */
@@ -382,10 +386,10 @@ export class FakeDiscord {
       this.live = socket;
       this.sendDispatch(socket, "READY", {
         v: 10, user: { ...userPayload(this.botUser), verified: true, mfa_enabled: false, flags: 0 },
-        guilds: [{ id: this.guildId, unavailable: true }], session_id: this.sessionId, resume_gateway_url: this.gatewayUrl,
+        guilds: this.leftGuild ? [] : [{ id: this.guildId, unavailable: true }], session_id: this.sessionId, resume_gateway_url: this.gatewayUrl,
         shard: [0, 1], application: { id: this.applicationId, flags: 0 }, private_channels: [], relationships: [],
       });
-      this.sendDispatch(socket, "GUILD_CREATE", this.guildPayload());
+      if (!this.leftGuild) this.sendDispatch(socket, "GUILD_CREATE", this.guildPayload());
       this.flushPending(socket);
     } else if (op === Op.Resume) {
       this.resumeCount++;
