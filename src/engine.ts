@@ -38,9 +38,12 @@ export function createEngine(config: Config, logger: Logger, parts: EngineParts 
     // The local backend serves as many channels at once as its context has sequences.
     concurrency: { openai: config.settings.limits.concurrency, local: config.local.sequences },
     userMessagesPerMinute: options.userMessagesPerMinute ?? config.userMessagesPerMinute,
+    retentionMs: config.retentionDays * 86_400_000,
     logger,
     onEvent: parts.onEvent,
   });
+  // Old turns go at start-up, before catch-up or the first prompt, and then hourly.
+  conversation.startRetention();
   return {
     store,
     backends,

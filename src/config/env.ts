@@ -68,6 +68,7 @@ const envSchema = z.object({
   FRIEND_HTTP_HOST: z.string().min(1).default("127.0.0.1"),
   FRIEND_SHUTDOWN_GRACE_MS: int(0, 600_000).default(8000),
   FRIEND_CATCHUP_MAX_AGE_S: int(0, 7 * 24 * 3600).default(900),
+  FRIEND_RETENTION_DAYS: int(1, 36_500).default(30),
 });
 
 /** The names of every variable Friend reads. */
@@ -128,6 +129,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** At start-up, unanswered messages younger than this are answered; older ones are dropped. */
   catchUpMaxAgeMs: number;
+  /** Turns older than this many days are forgotten (at start-up and hourly). */
+  retentionDays: number;
   settings: Settings;
 }
 
@@ -190,6 +193,7 @@ export function loadConfig(
     http: e.FRIEND_HTTP_PORT !== undefined ? { port: e.FRIEND_HTTP_PORT, host: e.FRIEND_HTTP_HOST } : undefined,
     shutdownGraceMs: e.FRIEND_SHUTDOWN_GRACE_MS,
     catchUpMaxAgeMs: e.FRIEND_CATCHUP_MAX_AGE_S * 1000,
+    retentionDays: e.FRIEND_RETENTION_DAYS,
     settings,
   };
 }

@@ -8,7 +8,7 @@ import { FloodGate } from "./flood.ts";
 import { speakerName } from "../core/speakers.ts";
 import { DurableWrites } from "./durable.ts";
 import { ChannelSession, type ReplySink, type SessionContext } from "./session.ts";
-import type { AcceptedMessage, ConversationStore } from "./store.ts";
+import type { AcceptedMessage, ChannelPlace, ConversationStore } from "./store.ts";
 import { countTokens, truncateToTokens } from "../core/tokens.ts";
 
 /** A message that addresses Friend, already stripped of Discord specifics. */
@@ -22,7 +22,25 @@ export interface IncomingMessage {
   at: number;
   /** It replies to a character's message: that character answers it, whoever the channel's persona is. */
   character?: string;
+  /** The server the channel belongs to (none in a DM), and a thread's parent channel. */
+  guildId?: string;
+  parentId?: string;
 }
+
+/** What /forget removed, across channels, and whether the store has forgotten all of it yet. */
+export interface Forgotten {
+  channels: number;
+  turns: number;
+  replies: number;
+  unanswered: number;
+  /** Every removal is in the store (else some wait in the write queue, retried). */
+  durable: boolean;
+  /** The store could not say where the user's words are: only channels in memory were looked at. */
+  partial: boolean;
+}
+
+/** How often retention looks for turns past their time. */
+const RETENTION_CHECK_MS = 3600_000;
 
 /** What /reset adds when the database could not record the reset yet. */
 export const NOT_DURABLE_YET =
@@ -56,6 +74,8 @@ export interface ConversationOptions {
   concurrency: Record<BackendName, number>;
   /** Messages a user may send per minute before being slowed down. */
   userMessagesPerMinute: number;
+  /** Turns older than this are forgotten (see startRetention); unset keeps them. */
+  retentionMs?: number;
   logger: Logger;
   onEvent?: (event: ConversationEvent) => void;
 }
@@ -72,6 +92,7 @@ export class Conversation {
   readonly #shutdown = new AbortController();
   readonly #context: SessionContext;
   readonly #writes: DurableWrites;
+  #retention: NodeJS.Timeout | undefined;
   #closing = false;
 
   constructor(private readonly options: ConversationOptions) {
@@ -131,9 +152,19 @@ export class Conversation {
     const accepted: AcceptedMessage = {
       channelId: message.channelId,
       authorId: message.authorId,
-      turn: { author: speakerName(message.authorName, session.character.name, this.options.settings.cast), text, fromFriend: false, at: message.at, messageId: message.id, tokens: countTokens(text) },
+      turn: {
+        author: speakerName(message.authorName, session.character.name, this.options.settings.cast),
+        text,
+        fromFriend: false,
+        at: message.at,
+        messageId: message.id,
+        authorId: message.authorId,
+        tokens: countTokens(text),
+      },
       ...(trimmed ? { trimmed } : {}),
       ...(message.character !== undefined ? { character: message.character } : {}),
+      ...(message.guildId ? { guildId: message.guildId } : {}),
+      ...(message.parentId ? { parentId: message.parentId } : {}),
     };
     if (this.#closing) {
       session.defer(accepted);
@@ -201,6 +232,125 @@ export class Conversation {
     const { turns, dropped, durable } = session.reset();
     for (const _ of dropped) this.#emit({ type: "dropped", backend: session.backend, reason: "reset" });
     return { turns, durable };
+  }
+
+  /** Messages deleted on Discord (one, or a bulk delete): see ChannelSession.withdraw. Returns how many Friend held. */
+  withdraw(channelId: string, messageIds: readonly string[]): number {
+    const session = this.#sessionOrPassing(channelId);
+    const waiting = session.pendingCount;
+    const held = session.withdraw(messageIds);
+    for (let n = session.pendingCount; n < waiting; n++) this.#emit({ type: "dropped", backend: session.backend, reason: "withdrawn" });
+    return held;
+  }
+
+  /** A message edited on Discord takes its new text, cut to the input bounds like a new one (see ChannelSession.revise). */
+  revise(channelId: string, messageId: string, newText: string): boolean {
+    const { window } = this.options.settings;
+    const { text, trimmed } = fitInput(newText, window.maxInputChars, window.maxInputTokens);
+    return this.#sessionOrPassing(channelId).revise(messageId, text, trimmed);
+  }
+
+  /**
+   * /forget: everything a user said to Friend, in every channel and DM, and Friend's replies to
+   * them, leave memory, the store and the backends' caches (see ChannelSession.forgetAuthor).
+   */
+  forget(authorId: string): Forgotten {
+    let stored: string[] = [];
+    let partial = false;
+    try {
+      stored = this.options.store.channelsOf(authorId);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      partial = true;
+    }
+    const total: Forgotten = { channels: 0, turns: 0, replies: 0, unanswered: 0, durable: true, partial };
+    for (const channelId of new Set([...this.#sessions.keys(), ...stored])) {
+      const inStore = stored.includes(channelId);
+      const result = this.#sessionOrPassing(channelId).forgetAuthor(authorId, inStore);
+      if (result.turns + result.replies + result.unanswered === 0) continue;
+      total.channels++;
+      total.turns += result.turns;
+      total.replies += result.replies;
+      total.unanswered += result.unanswered;
+      total.durable &&= result.durable;
+    }
+    return total;
+  }
+
+  /**
+   * Retention: forgets turns older than `retentionMs` now, and again every hour, until close().
+   * Without `retentionMs` nothing is ever forgotten for age.
+   */
+  startRetention(): void {
+    if (this.options.retentionMs === undefined || this.#retention) return;
+    this.expire();
+    this.#retention = setInterval(() => this.expire(), RETENTION_CHECK_MS);
+    this.#retention.unref();
+  }
+
+  /** Forgets turns from before `now - retentionMs` in every channel (see ChannelSession.expire); returns how many went. */
+  expire(now = Date.now()): number {
+    const { retentionMs } = this.options;
+    if (retentionMs === undefined) return 0;
+    const before = now - retentionMs;
+    let stored: string[] = [];
+    try {
+      stored = this.options.store.channelsBefore(before);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+    }
+    let count = 0;
+    for (const channelId of new Set([...this.#sessions.keys(), ...stored])) count += this.#sessionOrPassing(channelId).expire(before, stored.includes(channelId));
+    if (count > 0) this.options.logger.info({ turns: count, olderThanDays: retentionMs / 86_400_000 }, "forgot turns past their retention");
+    return count;
+  }
+
+  /**
+   * A channel (or thread) was deleted: it, and any threads recorded under it, are forgotten
+   * everywhere (see ChannelSession.leave). `known`: its threads that the caller knows of.
+   */
+  leaveChannel(channelId: string, known: readonly string[] = []): void {
+    this.#leave([channelId, ...known, ...this.#channelsUnder(channelId)]);
+  }
+
+  /** Friend left a server (or it was deleted): every channel of it is forgotten. `known`: its channels the caller knows of. */
+  leaveGuild(guildId: string, known: readonly string[]): void {
+    this.#leave([...known, ...this.#channelsUnder(guildId)]);
+  }
+
+  /**
+   * Forgets the recorded channels that `gone` says no longer exist for Friend (deleted, or their
+   * server left, while Friend was offline: Discord does not replay that). Returns their ids.
+   */
+  leaveWhere(gone: (place: ChannelPlace) => boolean): string[] {
+    let places: ChannelPlace[];
+    try {
+      places = this.options.store.places();
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      return [];
+    }
+    const left = places.filter(gone).map((p) => p.channelId);
+    this.#leave([...left, ...left.flatMap((id) => this.#channelsUnder(id))]);
+    return left;
+  }
+
+  #channelsUnder(id: string): string[] {
+    try {
+      return this.options.store.channelsUnder(id);
+    } catch (err) {
+      this.#context.storeFailed(err, this.options.logger);
+      return [];
+    }
+  }
+
+  #leave(channelIds: readonly string[]): void {
+    for (const channelId of new Set(channelIds)) {
+      const session = this.#sessionOrPassing(channelId);
+      for (const _ of session.leave()) this.#emit({ type: "dropped", backend: session.backend, reason: "left" });
+      // Nothing is left to keep in memory; a session still ending its reply stays until it is idle.
+      if (!session.busy) this.#sessions.delete(channelId);
+    }
   }
 
   /** Ends the channel's reply in flight where it stands (see ChannelSession.stopReply). */
@@ -275,6 +425,7 @@ export class Conversation {
    */
   async close(graceMs: number): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#retention);
     const idle = Promise.allSettled([...this.#sessions.values()].map((s) => s.idle()));
     const timer = setTimeout(() => this.#shutdown.abort(new BackendError("aborted", "Friend is shutting down.")), graceMs);
     let hard: NodeJS.Timeout | undefined;
@@ -289,6 +440,16 @@ export class Conversation {
     if (dropped) this.#emit({ type: "dropped", backend: session.backend, reason: "queue_full" });
     return result;
   }
+  /**
+   * The channel's session in memory, else a passing one that reaches only the store (nothing of the
+   * channel is in memory to own). Deletes and edits come from every channel Friend can see, and
+   * /forget, retention and leaving touch channels nobody talks in now: none of them may push the
+   * channels Friend talks in out of memory.
+   */
+  #sessionOrPassing(channelId: string): ChannelSession {
+    return this.#sessions.get(channelId) ?? new ChannelSession(channelId, this.#context);
+  }
+
   #session(channelId: string): ChannelSession {
     let session = this.#sessions.get(channelId);
     if (session) {

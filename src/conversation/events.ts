@@ -1,7 +1,7 @@
 import type { BackendErrorKind, BackendName } from "../core/backend.ts";
 
 /** Why a message addressed to Friend got no answer of its own. */
-export type DropReason = "queue_full" | "shutting_down" | "flood" | "duplicate" | "post_failed" | "reset";
+export type DropReason = "queue_full" | "shutting_down" | "flood" | "duplicate" | "post_failed" | "reset" | "withdrawn" | "left";
 
 /** What the conversation engine reports, for metrics. */
 export type ConversationEvent =

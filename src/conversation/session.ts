@@ -12,7 +12,7 @@ import type { Admission } from "./admission.ts";
 import type { DurableWrites } from "./durable.ts";
 import type { ConversationEvent } from "./events.ts";
 import { recentSpeakers } from "../core/speakers.ts";
-import type { AcceptedMessage, ConversationStore } from "./store.ts";
+import type { AcceptedMessage, ConversationStore, ForgottenAuthor } from "./store.ts";
 import { countTokens } from "../core/tokens.ts";
 import { ChannelWindow } from "./window.ts";
 
@@ -30,6 +30,11 @@ export interface ReplySink {
   abandon?(text: string): Promise<void>;
   /** Shows a short note while the reply is delayed (Friend is busy); the reply replaces it. */
   notice?(text: string): Promise<void>;
+  /**
+   * The reply answered words that were deleted or changed meanwhile: whatever of it is on Discord
+   * is deleted. The sink may be used again for the answer that replaces it.
+   */
+  discard?(): Promise<void>;
   /** Optional: each chunk of the model's raw output, before cleaning (the terminal's --raw view). */
   raw?(chunk: string): void;
   /** Optional: who speaks this turn, told once before anything is shown (Discord posts under their name and avatar). */
@@ -96,7 +101,27 @@ export type FailureReason = "backend" | "too_long" | "load_timeout" | "first_tex
 type Outcome =
   | { kind: "reply"; post: string | null; generated: Generated; fallback: boolean }
   | { kind: "error"; post: string; reason: FailureReason }
-  | { kind: "stopped"; post: string | null };
+  | { kind: "stopped"; post: string | null }
+  | { kind: "interrupted"; post: null };
+
+/**
+ * The turn being answered, and what happened to its messages meanwhile. Deleting or editing one of
+ * them (or forgetting its author) interrupts the turn: it posts nothing more, deletes what it had
+ * shown, and the messages that are left are answered anew. A channel that is gone gets nothing.
+ */
+interface TurnInFlight {
+  batch: PendingTurn[];
+  interrupt: AbortController;
+  /** Messages of the batch deleted on Discord (or forgotten) since the turn began. */
+  withdrawn: Set<string>;
+  /** The channel was deleted, or Friend left its server: nothing is posted, kept or deleted. */
+  gone: boolean;
+}
+
+/** What forgetting one user removed from a channel, and whether the store has forgotten it yet. */
+export interface ForgetResult extends ForgottenAuthor {
+  durable: boolean;
+}
 
 /** A failure that already knows what the user should read. */
 class TurnFailure extends Error {
@@ -113,16 +138,17 @@ class TurnFailure extends Error {
 
 /**
  * One channel's conversation, and the only owner of it: its pending messages, its window, its
- * backend choice, its epoch (bumped by /reset) and its generation in flight. Messages, /reset,
- * /model, eviction and the shutdown drain all go through here, so they cannot race: one turn runs
- * at a time, messages that arrive meanwhile become the next turn, and a result computed in an old
- * epoch is never written into a new one.
+ * backend choice, its epoch (bumped by /reset) and its generation in flight. Messages, deletes
+ * and edits, /reset, /forget, /model, retention, the channel's deletion, eviction and the shutdown
+ * drain all go through here, so they cannot race: one turn runs at a time, messages that arrive
+ * meanwhile become the next turn, a turn whose messages changed is answered anew, and a result
+ * computed in an old epoch is never written into a new one.
  */
 export class ChannelSession {
   /** Waiting messages, oldest first (by when they were sent, so catch-up goes before newer ones). */
   readonly #pending: PendingTurn[] = [];
-  /** Message ids of the turn being answered now (a gateway replay of one is not new). */
-  readonly #answering = new Set<string>();
+  /** The turn being answered now (a gateway replay of one of its messages is not new). */
+  #current: TurnInFlight | null = null;
   #window: ChannelWindow | undefined;
   #epoch = 0;
   #backend: BackendName | undefined;
@@ -210,7 +236,7 @@ export class ChannelSession {
 
   /** True when the message is waiting or being answered. */
   knowsInMemory(messageId: string): boolean {
-    return this.#answering.has(messageId) || this.#pending.some((p) => p.turn.messageId === messageId);
+    return this.#current?.batch.some((p) => p.turn.messageId === messageId) || this.#pending.some((p) => p.turn.messageId === messageId);
   }
 
   /** True when the message is waiting, being answered, or already known to the store (a gateway replay). */
@@ -241,7 +267,134 @@ export class ChannelSession {
 
   /** Gives up on messages that will never be answered (too old, or gone from Discord). */
   abandon(messageIds: readonly string[]): void {
-    if (messageIds.length > 0) this.#write("drop unanswered messages", (store) => store.drop(messageIds));
+    if (messageIds.length > 0) this.#write("drop unanswered messages", (store) => store.drop(this.id, messageIds));
+  }
+
+  /**
+   * The user deleted messages on Discord (or edited them so they no longer address Friend). They
+   * leave the queue, the window, the store and the backends' caches; a turn answering one of them
+   * is interrupted (see TurnInFlight), and the others in it are answered anew. Returns how many
+   * Friend held in memory (the store is cleaned either way).
+   */
+  withdraw(messageIds: readonly string[]): number {
+    const ids = new Set(messageIds);
+    let held = this.#unqueue((p) => ids.has(p.turn.messageId)).length;
+    held += this.#withdrawInFlight((p) => ids.has(p.turn.messageId));
+    const inWindow = this.#window?.rewrite((t) => (t.messageId !== undefined && ids.has(t.messageId) ? null : t)) ?? 0;
+    held += inWindow;
+    let stored = 0;
+    const durable = this.#write("forget deleted messages", (store) => void (stored = store.forgetMessages(this.id, [...ids])));
+    if (inWindow > 0 || stored > 0 || !durable) this.#resetCaches();
+    return held;
+  }
+
+  /**
+   * The user edited a message. Waiting, it is answered with the new text; being answered, the turn
+   * is interrupted and answered anew with it; answered, the window (and the store) take the new
+   * text. An edit that leaves the text as it was (Discord adding an embed) changes nothing.
+   */
+  revise(messageId: string, text: string, trimmed: boolean): boolean {
+    const tokens = countTokens(text);
+    const revised = (turn: PendingTurn["turn"]) => ({ ...turn, text, tokens });
+    const waiting = this.#pending.find((p) => p.turn.messageId === messageId) ?? this.#current?.batch.find((p) => p.turn.messageId === messageId);
+    let inWindow = 0;
+    if (waiting) {
+      if (waiting.turn.text === text) return false;
+      waiting.turn = revised(waiting.turn);
+      if (trimmed) waiting.trimmed = true;
+      else delete waiting.trimmed;
+      const current = this.#current;
+      if (current?.batch.includes(waiting) && !current.gone) current.interrupt.abort();
+    } else {
+      const old = this.#window?.turns.find((t) => t.messageId === messageId && !t.fromFriend);
+      if (old?.text === text) return false;
+      inWindow = this.#window?.rewrite((t) => (t === old ? { ...t, text, tokens } : t)) ?? 0;
+    }
+    let stored = 0;
+    const durable = this.#write("save an edited message", (store) => void (stored = store.reviseMessage(this.id, messageId, text, tokens)));
+    if (inWindow > 0 || stored > 0 || !durable) this.#resetCaches();
+    return waiting !== undefined || inWindow > 0 || stored > 0;
+  }
+
+  /**
+   * /forget: everything a user said here goes (waiting, being answered, remembered, stored), and so
+   * do Friend's replies to them. A turn answering them is interrupted; others' messages in it are
+   * answered anew. `stored`: the store holds something of theirs here (else only memory is looked at).
+   */
+  forgetAuthor(authorId: string, stored: boolean): ForgetResult {
+    const theirs = (p: PendingTurn) => p.turn.authorId === authorId;
+    const memory: ForgottenAuthor = { turns: 0, replies: 0, unanswered: this.#unqueue(theirs).length + this.#withdrawInFlight(theirs) };
+    this.#window?.rewrite((t) => {
+      if (t.fromFriend && t.answered?.includes(authorId)) return memory.replies++, null;
+      if (!t.fromFriend && t.authorId === authorId) return memory.turns++, null;
+      return t;
+    });
+    const inMemory = memory.turns + memory.replies + memory.unanswered;
+    if (!stored && inMemory === 0) return { ...memory, durable: true };
+    let fromStore: ForgottenAuthor | undefined;
+    const durable = this.#write("forget a user", (store) => void (fromStore = store.forgetAuthor(this.id, authorId)));
+    this.#resetCaches();
+    // The store holds more than the window (older turns); when it cannot be written yet, memory is what is known.
+    return { ...(durable && fromStore ? fromStore : memory), durable };
+  }
+
+  /**
+   * Retention: turns from before `before` leave the window and the store. `stored`: the store holds
+   * some (else only memory is looked at). Returns how many turns went.
+   */
+  expire(before: number, stored: boolean): number {
+    const inWindow = this.#window?.rewrite((t) => (t.at < before ? null : t)) ?? 0;
+    if (!stored && inWindow === 0) return 0;
+    let expired = 0;
+    const durable = this.#write("forget old turns", (store) => void (expired = store.expire(this.id, before)));
+    if (inWindow > 0 || expired > 0 || !durable) this.#resetCaches();
+    return Math.max(inWindow, expired);
+  }
+
+  /**
+   * The channel was deleted, or Friend left its server: everything of it goes, in memory, in the
+   * store and in the backends. A reply in flight stops and is not posted (there is nowhere to);
+   * waiting messages are dropped and returned.
+   */
+  leave(): PendingTurn[] {
+    this.#epoch++;
+    const dropped = this.#pending.splice(0);
+    const current = this.#current;
+    if (current) {
+      current.gone = true;
+      current.interrupt.abort();
+    }
+    this.#window = new ChannelWindow(this.ctx.settings.window);
+    this.#backend = undefined;
+    this.#write("forget a deleted channel", (store) => store.forgetChannel(this.id));
+    this.#resetCaches();
+    return dropped;
+  }
+
+  /** Takes waiting messages out of the queue; returns them. */
+  #unqueue(which: (p: PendingTurn) => boolean): PendingTurn[] {
+    const taken = this.#pending.filter(which);
+    for (const p of taken) this.#pending.splice(this.#pending.indexOf(p), 1);
+    return taken;
+  }
+
+  /** Marks messages of the turn in flight as withdrawn, interrupting it; returns how many were newly withdrawn. */
+  #withdrawInFlight(which: (p: PendingTurn) => boolean): number {
+    const current = this.#current;
+    if (!current || current.gone) return 0;
+    let count = 0;
+    for (const p of current.batch) {
+      if (!which(p) || current.withdrawn.has(p.turn.messageId)) continue;
+      current.withdrawn.add(p.turn.messageId);
+      count++;
+    }
+    if (count > 0) current.interrupt.abort();
+    return count;
+  }
+
+  /** Per-channel state in every backend (the local KV cache) no longer matches the window. */
+  #resetCaches(): void {
+    for (const backend of this.ctx.backends()) backend.resetChannel?.(this.id);
   }
 
   /**
@@ -250,14 +403,19 @@ export class ChannelSession {
    * (it will never be answered).
    */
   #enqueue(pending: PendingTurn): { result: "started" | "queued"; dropped?: PendingTurn } {
-    const at = pending.turn.at;
-    const before = this.#pending.findIndex((p) => p.turn.at > at);
-    this.#pending.splice(before === -1 ? this.#pending.length : before, 0, pending);
+    this.#insert(pending);
     const dropped = this.#pending.length > this.ctx.settings.limits.maxPendingPerChannel ? this.#pending.shift() : undefined;
     if (dropped) this.abandon([dropped.turn.messageId]);
     const result = this.#running ? "queued" : "started";
     this.#kick();
     return { result, dropped };
+  }
+
+  /** Puts a message in the queue in the order the messages were sent. */
+  #insert(pending: PendingTurn): void {
+    const at = pending.turn.at;
+    const before = this.#pending.findIndex((p) => p.turn.at > at);
+    this.#pending.splice(before === -1 ? this.#pending.length : before, 0, pending);
   }
 
   /** Starts the drain unless one runs; re-checked in the same step that ends a drain, so no message is stranded. */
@@ -287,7 +445,7 @@ export class ChannelSession {
     const dropped = this.#pending.splice(0);
     this.#window = new ChannelWindow(this.ctx.settings.window);
     const durable = this.#write("forget a channel", (store) => store.clearChannel(this.id));
-    for (const backend of this.ctx.backends()) backend.resetChannel?.(this.id);
+    this.#resetCaches();
     return { turns, dropped, durable };
   }
 
@@ -343,20 +501,22 @@ export class ChannelSession {
   async #drain(): Promise<void> {
     while (this.#pending.length > 0 && !this.ctx.closing()) {
       // Everything that arrived while the last turn ran becomes one turn.
-      const batch = this.#pending.splice(0);
-      for (const p of batch) this.#answering.add(p.turn.messageId);
+      const turn: TurnInFlight = { batch: this.#pending.splice(0), interrupt: new AbortController(), withdrawn: new Set(), gone: false };
+      this.#current = turn;
       try {
-        await this.#answer(batch);
+        await this.#answer(turn);
       } catch (err) {
         // #answer settles every failure into an outcome; this is the last line against a bug.
         this.ctx.logger.error({ err, channel: this.id }, "a turn failed unexpectedly");
       } finally {
-        this.#answering.clear();
+        this.#current = null;
       }
     }
   }
 
-  async #answer(batch: PendingTurn[]): Promise<void> {
+  async #answer(turn: TurnInFlight): Promise<void> {
+    const { batch } = turn;
+    const interrupt = turn.interrupt.signal;
     const epoch = this.#epoch;
     const backend = this.backend;
     const last = batch.at(-1)!;
@@ -376,7 +536,7 @@ export class ChannelSession {
     let outcome: Outcome;
     try {
       const window = this.#readWindow(log);
-      outcome = window === null ? this.#failed("store", null) : await this.#compose(backend, [...window.turns, ...userTurns], sink, log);
+      outcome = window === null ? this.#failed("store", null) : await this.#compose(backend, [...window.turns, ...userTurns], sink, log, interrupt);
     } catch (err) {
       log.error({ err }, "turn failed unexpectedly; answering with the error line");
       outcome = this.#failed("unknown", null);
@@ -384,9 +544,13 @@ export class ChannelSession {
       clearInterval(typing);
     }
 
+    if (interrupt.aborted) return this.#interrupted(turn, epoch, log);
     // Posted first: a message counts as answered only once its reply is on Discord.
     const note = outcome.kind === "reply" && batch.some((p) => p.trimmed) ? `\n${TRIMMED_NOTE}` : "";
-    if (outcome.post !== null && !(await this.#post(sink, outcome.post + note, log))) {
+    const posted = outcome.post === null || (await this.#post(sink, outcome.post + note, log));
+    // Deleted or edited while the reply was being posted: the posted reply goes too.
+    if (interrupt.aborted) return this.#interrupted(turn, epoch, log);
+    if (!posted) {
       this.ctx.emit({ type: "dropped", backend, reason: "post_failed" });
       return;
     }
@@ -396,8 +560,9 @@ export class ChannelSession {
       return;
     }
     const said = outcome.kind === "reply" ? outcome.post : null;
+    const answered = [...new Set(userTurns.flatMap((t) => (t.authorId ? [t.authorId] : [])))];
     // Recorded under the character that said it, so the next prompt reads as a script of who said what.
-    const friendTurn: Turn | null = said ? { author: character.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said) } : null;
+    const friendTurn: Turn | null = said ? { author: character.name, text: said, fromFriend: true, at: Date.now(), tokens: countTokens(said), answered } : null;
     // A window that could not be read stays unread (read again next turn); the store keeps the turns.
     this.#window?.push(...userTurns, ...(friendTurn ? [friendTurn] : []));
     this.#write("save a reply", (store) => store.complete(this.id, userTurns, friendTurn));
@@ -453,6 +618,23 @@ export class ChannelSession {
     log.info({ posted, of: scene.length }, "scene played");
   }
 
+  /**
+   * Ends a turn whose messages were deleted or edited meanwhile (see TurnInFlight): what it showed
+   * is deleted, and the messages still standing go back to the queue, to be answered anew.
+   */
+  #interrupted(turn: TurnInFlight, epoch: number, log: Logger): void {
+    if (turn.gone) {
+      log.info("the channel is gone; the reply in flight was dropped");
+      return;
+    }
+    const sink = turn.batch.at(-1)!.sink;
+    void sink.discard?.().catch((err: unknown) => log.warn({ err }, "could not delete the reply to a deleted or edited message"));
+    // After a /reset the survivors were dropped with everything else.
+    const survivors = epoch === this.#epoch ? turn.batch.filter((p) => !turn.withdrawn.has(p.turn.messageId)) : [];
+    for (const p of survivors) this.#insert(p);
+    log.info({ withdrawn: turn.withdrawn.size, answeredAnew: survivors.length }, "messages were deleted or edited mid-reply; the reply was withdrawn");
+  }
+
   /** The window, or null (logged) when the store cannot be read. */
   #readWindow(log: Logger): ChannelWindow | null {
     try {
@@ -487,17 +669,18 @@ export class ChannelSession {
   }
 
   /** Decides what the user gets: the reply (regenerated once if empty, else the fallback line), the error line, or nothing. */
-  async #compose(backend: BackendName, turns: readonly Turn[], sink: ReplySink, log: Logger): Promise<Outcome> {
+  async #compose(backend: BackendName, turns: readonly Turn[], sink: ReplySink, log: Logger, interrupt: AbortSignal): Promise<Outcome> {
     const { persona } = this.ctx.settings;
     let shown = false;
     try {
-      const generated = await this.#generateAdmitted(backend, turns, sink, () => (shown = true));
+      const generated = await this.#generateAdmitted(backend, turns, sink, () => (shown = true), interrupt);
       // A reply the user stopped stands as it was shown, even empty: stopping is not asking again.
       if (generated.text || generated.stoppedByUser) return { kind: "reply", post: generated.text || null, generated, fallback: false };
       log.info("reply empty after cleaning; regenerating once");
-      const again = await this.#generateAdmitted(backend, turns, null, () => {});
+      const again = await this.#generateAdmitted(backend, turns, null, () => {}, interrupt);
       return { kind: "reply", post: again.text || persona.fallbackReply, generated: again, fallback: !again.text };
     } catch (err) {
+      if (interrupt.aborted) return { kind: "interrupted", post: null };
       if (this.ctx.shutdown.aborted) {
         log.info({ shown }, "shutdown grace ended mid-reply; the message stays unanswered for catch-up");
         // Never a half-sentence left standing; if nothing was shown, nothing is posted.
@@ -524,8 +707,10 @@ export class ChannelSession {
    * then generates under two deadlines: one for the first text, one for the whole reply.
    * Throws BackendError or TurnFailure.
    */
-  async #generateAdmitted(name: BackendName, turns: readonly Turn[], sink: ReplySink | null, onShown: () => void): Promise<Generated> {
-    const { shutdown, admission, settings } = this.ctx;
+  async #generateAdmitted(name: BackendName, turns: readonly Turn[], sink: ReplySink | null, onShown: () => void, interrupt: AbortSignal): Promise<Generated> {
+    const { admission, settings } = this.ctx;
+    // Shutdown and interruption both stop the turn wherever it is (#compose tells the two apart).
+    const cancelled = AbortSignal.any([this.ctx.shutdown, interrupt]);
     const { generation, limits } = settings;
     const backend = this.ctx.backend(name);
     const slow = sink?.notice
@@ -536,14 +721,14 @@ export class ChannelSession {
       : undefined;
     let release: () => void;
     try {
-      release = await admission.acquire(name, shutdown);
+      release = await admission.acquire(name, cancelled);
     } catch {
       throw new BackendError("aborted", "Friend is shutting down.");
     } finally {
       clearTimeout(slow);
     }
     try {
-      if (backend.prepare) await this.#prepare(backend, shutdown);
+      if (backend.prepare) await this.#prepare(backend, cancelled);
       const deadline = new AbortController();
       const timer = setTimeout(() => deadline.abort(new BackendError("timeout", `no complete answer within ${generation.timeoutMs} ms`)), generation.timeoutMs);
       const firstText = new AbortController();
@@ -553,7 +738,7 @@ export class ChannelSession {
       );
       const userStop = (this.#userStop = new AbortController());
       try {
-        const failOn = AbortSignal.any([shutdown, deadline.signal, firstText.signal]);
+        const failOn = AbortSignal.any([cancelled, deadline.signal, firstText.signal]);
         return await this.#generate(backend, turns, sink, failOn, userStop.signal, onShown, () => clearTimeout(firstTimer));
       } finally {
         clearTimeout(timer);
@@ -562,7 +747,7 @@ export class ChannelSession {
       }
     } catch (err) {
       if (err instanceof BackendError || err instanceof TurnFailure) throw err;
-      throw new BackendError(shutdown.aborted ? "aborted" : "unknown", (err as Error).message, { cause: err });
+      throw new BackendError(cancelled.aborted ? "aborted" : "unknown", (err as Error).message, { cause: err });
     } finally {
       release();
     }
@@ -572,7 +757,7 @@ export class ChannelSession {
    * Gets the backend ready (a download, a model load) within its own limit: past it, the turn says
    * what is still going on, and the backend goes on getting ready for the next one.
    */
-  async #prepare(backend: Backend, shutdown: AbortSignal): Promise<void> {
+  async #prepare(backend: Backend, cancelled: AbortSignal): Promise<void> {
     const { prepareTimeoutMs } = this.ctx.settings.generation;
     const limit = new AbortController();
     const timer = setTimeout(() => {
@@ -581,7 +766,7 @@ export class ChannelSession {
       limit.abort(new TurnFailure("load_timeout", line, `the ${backend.name} backend was not ready within ${prepareTimeoutMs} ms`));
     }, prepareTimeoutMs);
     try {
-      await untilAborted(backend.prepare!(), AbortSignal.any([shutdown, limit.signal]));
+      await untilAborted(backend.prepare!(), AbortSignal.any([cancelled, limit.signal]));
     } finally {
       clearTimeout(timer);
     }

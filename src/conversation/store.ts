@@ -12,6 +12,27 @@ export interface AcceptedMessage {
   trimmed?: boolean;
   /** The cast member it replies to, who answers it (not stored: after a restart the channel's persona does). */
   character?: string;
+  /** The server the channel belongs to (none in a DM), and a thread's parent channel: leaving either forgets it. */
+  guildId?: string;
+  parentId?: string;
+}
+
+/** Where a channel lives, as recorded when a message of it was accepted. */
+export interface ChannelPlace {
+  channelId: string;
+  guildId: string;
+  /** A thread's parent channel. */
+  parentId?: string;
+}
+
+/** What forgetting a user removed from one channel. */
+export interface ForgottenAuthor {
+  /** The user's turns. */
+  turns: number;
+  /** Friend's replies to them. */
+  replies: number;
+  /** Their messages still waiting for an answer. */
+  unanswered: number;
 }
 
 /**
@@ -37,9 +58,30 @@ export interface ConversationStore {
   /** Accepted messages that have no posted reply yet, oldest first, for catch-up after a restart. */
   unanswered(): AcceptedMessage[];
   /** Gives up on accepted messages (too old to answer, or their channel was reset): marked answered, never answered. */
-  drop(messageIds: readonly string[]): void;
+  drop(channelId: string, messageIds: readonly string[]): void;
   /** Forgets a channel's turns and its unanswered messages (which are dropped). */
   clearChannel(channelId: string): void;
+  /**
+   * The user deleted these messages: their turns and unanswered rows go. Their ids stay known (no
+   * text), so a gateway replay of one is never answered. Returns how many rows held them.
+   */
+  forgetMessages(channelId: string, messageIds: readonly string[]): number;
+  /** The user edited a message: its unanswered row or its turn takes the new text. Returns how many rows held it. */
+  reviseMessage(channelId: string, messageId: string, text: string, tokens: number): number;
+  /** Channels holding anything a user said, or Friend's replies to them. */
+  channelsOf(authorId: string): string[];
+  /** Forgets what a user said in a channel and Friend's replies to them (/forget). */
+  forgetAuthor(channelId: string, authorId: string): ForgottenAuthor;
+  /** Channels holding turns or messages from before `before` (Unix ms), for retention. */
+  channelsBefore(before: number): string[];
+  /** Forgets a channel's turns, unanswered messages and answered ids from before `before`; returns how many turns went. */
+  expire(channelId: string, before: number): number;
+  /** Channels recorded under a server, or threads under a channel. */
+  channelsUnder(id: string): string[];
+  /** Every channel whose server is recorded. */
+  places(): ChannelPlace[];
+  /** Forgets everything of a channel: turns, unanswered and answered messages, backend choice, place. */
+  forgetChannel(channelId: string): void;
   /** True once a message was accepted (answered or not): a gateway replay of it is not new. */
   isKnown(messageId: string): boolean;
   getBackend(channelId: string): BackendName | undefined;

@@ -40,6 +40,24 @@ export class ChannelWindow {
     return dropped.length;
   }
 
+  /**
+   * Rewrites turns in place (an edited message) or removes them (`null`: a deleted message, a
+   * forgotten user, an expired turn); returns how many changed. Order and bounds are kept.
+   */
+  rewrite(change: (turn: Turn) => Turn | null): number {
+    let changed = 0;
+    const kept: Turn[] = [];
+    for (const turn of this.#turns) {
+      const next = change(turn);
+      if (next !== turn) changed++;
+      if (next) kept.push(next);
+    }
+    if (changed === 0) return 0;
+    this.#turns = kept;
+    this.#tokens = kept.reduce((sum, t) => sum + (t.tokens ?? 0), 0);
+    return changed;
+  }
+
   clear(): void {
     this.#turns = [];
     this.#tokens = 0;

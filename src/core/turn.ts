@@ -10,6 +10,10 @@ export interface Turn {
   at: number;
   /** The Discord message id, when there is one. */
   messageId?: string;
+  /** Who said it (a Discord user id), for a user's turn; unknown for turns stored before it was kept. */
+  authorId?: string;
+  /** For Friend's replies: the ids of the users it answered (several when messages were coalesced). */
+  answered?: readonly string[];
   /** The text's length in cl100k tokens, counted once when the turn is made and stored with it. */
   tokens?: number;
 }

@@ -1,4 +1,4 @@
-import { Client, Events, GatewayIntentBits, Options, Partials, type Interaction, type Message } from "discord.js";
+import { Client, Events, GatewayIntentBits, Options, Partials, type Guild, type Interaction, type Message, type PartialMessage } from "discord.js";
 import type { Logger } from "pino";
 import type { Config } from "../config/env.ts";
 import { errorCode, StartupError } from "../config/errors.ts";
@@ -45,7 +45,8 @@ export class FriendBot {
     this.client = new Client({
       intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent, GatewayIntentBits.DirectMessages],
       // Real Discord sends no CHANNEL_CREATE before a DM; without this partial DMs never arrive.
-      partials: [Partials.Channel],
+      // Deletes and edits of messages no longer in the cache arrive only as partial messages.
+      partials: [Partials.Channel, Partials.Message],
       rest: { api: options.config.discord.apiUrl },
       // A second line of defence: every message Friend sends also names its mentions explicitly.
       allowedMentions: { parse: [], repliedUser: false },
@@ -85,6 +86,14 @@ export class FriendBot {
     const { client, options } = this;
     const log = options.logger;
     client.on(Events.MessageCreate, (message) => this.#onMessage(message));
+    client.on(Events.MessageDelete, (message) => this.#guarded("a deleted message", () => this.#onDeleted(message.channelId, [message.id])));
+    client.on(Events.MessageBulkDelete, (messages, channel) => this.#guarded("deleted messages", () => this.#onDeleted(channel.id, [...messages.keys()])));
+    client.on(Events.MessageUpdate, (_old, message) => this.#guarded("an edited message", () => this.#onEdited(message)));
+    client.on(Events.ChannelDelete, (channel) =>
+      this.#guarded("a deleted channel", () => options.conversation.leaveChannel(channel.id, "threads" in channel ? [...channel.threads.cache.keys()] : [])),
+    );
+    client.on(Events.ThreadDelete, (thread) => this.#guarded("a deleted thread", () => options.conversation.leaveChannel(thread.id)));
+    client.on(Events.GuildDelete, (guild) => this.#guarded("a server Friend left", () => this.#onGuildGone(guild)));
     client.on(Events.InteractionCreate, (interaction) => {
       options.onInteraction?.(interaction).catch((err) => log.error({ err, command: interaction.isCommand() ? interaction.commandName : undefined }, "command failed"));
     });
@@ -103,6 +112,7 @@ export class FriendBot {
     }
     const readyClient = await ready;
     log.info({ user: readyClient.user.tag, guilds: readyClient.guilds.cache.size }, "connected to Discord");
+    this.#guarded("departures while offline", () => this.#forgetDepartedWhileOffline(readyClient));
     await options.onReady?.(readyClient);
     this.#ready = true;
   }
@@ -134,6 +144,61 @@ export class FriendBot {
     // Every part of a reply replies to the trigger, so a reply cut off between its parts is found whole.
     const begun = [...(later?.values() ?? [])].filter((m) => m.author.id === botId && m.reference?.messageId === messageId).sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
     return new DiscordReply(trigger, begun, this.#posterFor, this.webhooks.begun(messageId));
+  }
+
+  /** Deleted on Discord: forgotten by Friend, and a reply in flight to it stops (see ChannelSession.withdraw). */
+  #onDeleted(channelId: string, messageIds: readonly string[]): void {
+    if (this.#early) {
+      const ids = new Set(messageIds);
+      this.#early = this.#early.filter((m) => !ids.has(m.id));
+    }
+    const held = this.options.conversation.withdraw(channelId, messageIds);
+    if (held > 0) this.options.logger.info({ channel: channelId, messages: messageIds.length, held }, "messages deleted on Discord; forgotten");
+  }
+
+  /**
+   * Edited on Discord: still for Friend, its new text replaces the old (see ChannelSession.revise);
+   * edited so that it no longer is (the mention removed), it is forgotten like a deleted message.
+   */
+  #onEdited(message: Message | PartialMessage): void {
+    const botUserId = this.client.user?.id;
+    if (message.partial || !botUserId || message.author.id === botUserId) return;
+    const decision = intake(message, { botUserId, ...this.options.config.discord });
+    const { conversation, logger } = this.options;
+    if (decision.answer) {
+      if (conversation.revise(message.channelId, message.id, decision.message.text)) logger.info({ msgId: message.id, channel: message.channelId }, "message edited on Discord; new text taken");
+    } else if (decision.reason !== "bot" && decision.reason !== "system") {
+      this.#onDeleted(message.channelId, [message.id]);
+    }
+  }
+
+  /** Friend was removed from a server, or it was deleted (not a passing outage): all of it is forgotten. */
+  #onGuildGone(guild: Guild): void {
+    this.options.conversation.leaveGuild(guild.id, [...guild.channels.cache.keys()]);
+    this.options.logger.info({ guild: guild.id }, "left a server; forgot its channels");
+  }
+
+  /**
+   * Channels deleted and servers left while Friend was offline (Discord does not replay those
+   * events): a recorded channel whose server is no longer Friend's, or that is missing from its
+   * available server, is forgotten. A thread is judged by its parent (archived threads are not listed).
+   */
+  #forgetDepartedWhileOffline(client: Client<true>): void {
+    const left = this.options.conversation.leaveWhere((place) => {
+      const guild = client.guilds.cache.get(place.guildId);
+      if (!guild) return true;
+      return guild.available && !guild.channels.cache.has(place.parentId ?? place.channelId);
+    });
+    if (left.length > 0) this.options.logger.info({ channels: left }, "channels deleted or servers left while offline; forgotten");
+  }
+
+  /** A Discord event must never take Friend down. */
+  #guarded(what: string, handle: () => void): void {
+    try {
+      handle();
+    } catch (err) {
+      this.options.logger.error({ err }, `could not handle ${what}`);
+    }
   }
 
   #onMessage(message: Message): void {

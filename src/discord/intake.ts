@@ -80,6 +80,8 @@ export function intake(message: Message, rules: IntakeRules): IntakeDecision {
       text,
       at: message.createdTimestamp,
       ...(character !== undefined ? { character } : {}),
+      ...(message.guildId ? { guildId: message.guildId } : {}),
+      ...(message.channel.isThread() && message.channel.parentId ? { parentId: message.channel.parentId } : {}),
     },
   };
 }

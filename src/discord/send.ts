@@ -154,6 +154,10 @@ export class DiscordReply implements ReplySink {
     });
   }
 
+  discard(): Promise<void> {
+    return this.#serial(() => this.#removeFrom(0));
+  }
+
   #split(text: string): string[] {
     return splitMessage(text, DISCORD_MESSAGE_LIMIT - this.#poster.reserve);
   }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
-import type { AcceptedMessage, ConversationStore } from "../conversation/store.ts";
+import type { AcceptedMessage, ChannelPlace, ConversationStore, ForgottenAuthor } from "../conversation/store.ts";
 import type { Turn } from "../core/turn.ts";
 import type { WebhookCredentials, WebhookStore } from "../core/webhook.ts";
 
@@ -74,6 +74,24 @@ const MIGRATIONS: string[] = [
      at INTEGER NOT NULL,
      PRIMARY KEY (trigger_id, part)
    );`,
+  // 5: a user's words have a lifetime. Who said each turn (and whom Friend's replies answered), so
+  // /forget finds them; rows from before this have neither and cannot be attributed. Which channel
+  // an answered id belongs to, and where each channel lives, so leaving a server leaves nothing.
+  `ALTER TABLE turns ADD COLUMN author_id TEXT;
+   ALTER TABLE turns ADD COLUMN answered_authors TEXT;
+   ALTER TABLE answered ADD COLUMN channel_id TEXT;
+   CREATE INDEX turns_by_message ON turns (message_id) WHERE message_id IS NOT NULL;
+   CREATE INDEX turns_by_author ON turns (author_id) WHERE author_id IS NOT NULL;
+   CREATE INDEX turns_by_time ON turns (at);
+   CREATE INDEX accepted_by_author ON accepted (author_id);
+   CREATE INDEX answered_by_channel ON answered (channel_id);
+   CREATE TABLE places (
+     channel_id TEXT PRIMARY KEY,
+     guild_id TEXT NOT NULL,
+     parent_id TEXT
+   );
+   CREATE INDEX places_by_guild ON places (guild_id);
+   CREATE INDEX places_by_parent ON places (parent_id);`,
 ];
 
 /** How often the owning bot says it is alive, and after how long without a word another may take over. */
@@ -116,7 +134,16 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
-type TurnRow = { author: string; text: string; from_friend: number; at: number; message_id: string | null; tokens: number | null };
+type TurnRow = {
+  author: string;
+  text: string;
+  from_friend: number;
+  at: number;
+  message_id: string | null;
+  tokens: number | null;
+  author_id: string | null;
+  answered_authors: string | null;
+};
 type AcceptedRow = { message_id: string; channel_id: string; author_id: string; author: string; text: string; at: number; tokens: number | null };
 
 function turnOf(r: TurnRow): Turn {
@@ -127,8 +154,14 @@ function turnOf(r: TurnRow): Turn {
     at: r.at,
     ...(r.message_id ? { messageId: r.message_id } : {}),
     ...(r.tokens !== null ? { tokens: r.tokens } : {}),
+    ...(r.author_id !== null ? { authorId: r.author_id } : {}),
+    ...(r.answered_authors !== null ? { answered: JSON.parse(r.answered_authors) as string[] } : {}),
   };
 }
+
+/** Friend's turns that answered the user bound to the last parameter. */
+const ANSWERED_AUTHOR = "(from_friend = 1 AND answered_authors IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(turns.answered_authors) WHERE value = ?))";
+const col = (r: { channel_id: string }) => r.channel_id;
 
 /**
  * Friend's durable state in SQLite (WAL mode): each channel's backend choice and conversation
@@ -153,19 +186,42 @@ export class SqliteStore implements ConversationStore, WebhookStore {
     const db = this.#db;
     this.#q = {
       window: db.prepare<[string, number]>(
-        "SELECT author, text, from_friend, at, message_id, tokens FROM (SELECT * FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+        "SELECT author, text, from_friend, at, message_id, tokens, author_id, answered_authors FROM (SELECT * FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
       ),
-      addTurn: db.prepare("INSERT INTO turns (channel_id, author, text, from_friend, at, message_id, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      addTurn: db.prepare(
+        "INSERT INTO turns (channel_id, author, text, from_friend, at, message_id, tokens, author_id, answered_authors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
       trimTurns: db.prepare("DELETE FROM turns WHERE channel_id = ? AND id <= (SELECT id FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"),
       clearTurns: db.prepare("DELETE FROM turns WHERE channel_id = ?"),
       accept: db.prepare("INSERT INTO accepted (message_id, channel_id, author_id, author, text, at, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"),
       unaccept: db.prepare("DELETE FROM accepted WHERE message_id = ?"),
+      unacceptIn: db.prepare("DELETE FROM accepted WHERE channel_id = ? AND message_id = ?"),
       accepted: db.prepare("SELECT * FROM accepted ORDER BY at, rowid"),
       acceptedIn: db.prepare<[string]>("SELECT message_id FROM accepted WHERE channel_id = ?"),
       isAccepted: db.prepare<[string]>("SELECT 1 FROM accepted WHERE message_id = ?"),
-      answer: db.prepare("INSERT OR IGNORE INTO answered (message_id, at) VALUES (?, ?)"),
+      answer: db.prepare("INSERT OR IGNORE INTO answered (message_id, at, channel_id) VALUES (?, ?, ?)"),
+      place: db.prepare("INSERT INTO places (channel_id, guild_id, parent_id) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO NOTHING"),
+      forgetTurn: db.prepare("DELETE FROM turns WHERE channel_id = ? AND message_id = ?"),
+      reviseTurn: db.prepare("UPDATE turns SET text = ?, tokens = ? WHERE channel_id = ? AND message_id = ?"),
+      reviseAccepted: db.prepare("UPDATE accepted SET text = ?, tokens = ? WHERE channel_id = ? AND message_id = ?"),
+      channelsOf: db.prepare<[string, string, string]>(
+        `SELECT channel_id FROM turns WHERE author_id = ? UNION SELECT channel_id FROM accepted WHERE author_id = ? UNION SELECT channel_id FROM turns WHERE ${ANSWERED_AUTHOR}`,
+      ),
+      forgetAuthorTurns: db.prepare("DELETE FROM turns WHERE channel_id = ? AND author_id = ?"),
+      forgetAnsweringTurns: db.prepare(`DELETE FROM turns WHERE channel_id = ? AND ${ANSWERED_AUTHOR}`),
+      acceptedOf: db.prepare<[string, string]>("SELECT message_id FROM accepted WHERE channel_id = ? AND author_id = ?"),
+      channelsBefore: db.prepare<[number, number]>("SELECT channel_id FROM turns WHERE at < ? UNION SELECT channel_id FROM accepted WHERE at < ?"),
+      expireTurns: db.prepare("DELETE FROM turns WHERE channel_id = ? AND at < ?"),
+      expireAccepted: db.prepare("DELETE FROM accepted WHERE channel_id = ? AND at < ?"),
+      expireAnswered: db.prepare("DELETE FROM answered WHERE channel_id = ? AND at < ?"),
+      channelsUnder: db.prepare<[string, string]>("SELECT channel_id FROM places WHERE guild_id = ? OR parent_id = ?"),
+      places: db.prepare("SELECT channel_id, guild_id, parent_id FROM places"),
+      forgetAccepted: db.prepare("DELETE FROM accepted WHERE channel_id = ?"),
+      forgetAnswered: db.prepare("DELETE FROM answered WHERE channel_id = ?"),
+      forgetBackend: db.prepare("DELETE FROM channels WHERE channel_id = ?"),
+      forgetPlace: db.prepare("DELETE FROM places WHERE channel_id = ?"),
       isAnswered: db.prepare<[string]>("SELECT 1 FROM answered WHERE message_id = ?"),
-      forgetAnswered: db.prepare("DELETE FROM answered WHERE at < ?"),
+      forgetOldAnswered: db.prepare("DELETE FROM answered WHERE at < ?"),
       getBackend: db.prepare<[string]>("SELECT backend FROM channels WHERE channel_id = ?"),
       setBackend: db.prepare(
         "INSERT INTO channels (channel_id, backend, updated_at) VALUES (?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET backend = excluded.backend, updated_at = excluded.updated_at",
@@ -186,6 +242,9 @@ export class SqliteStore implements ConversationStore, WebhookStore {
       addPart: db.prepare("INSERT INTO webhook_parts (trigger_id, part, message_id, at) VALUES (?, ?, ?, ?) ON CONFLICT (trigger_id, part) DO UPDATE SET message_id = excluded.message_id, at = excluded.at"),
       parts: db.prepare<[string]>("SELECT message_id FROM webhook_parts WHERE trigger_id = ? ORDER BY part"),
       forgetParts: db.prepare("DELETE FROM webhook_parts WHERE trigger_id = ?"),
+      forgetPartsIn: db.prepare("DELETE FROM webhook_parts WHERE trigger_id IN (SELECT message_id FROM accepted WHERE channel_id = ?)"),
+      forgetPersona: db.prepare("DELETE FROM personas WHERE channel_id = ?"),
+      forgetScene: db.prepare("DELETE FROM scenes WHERE channel_id = ?"),
       forgetOldParts: db.prepare("DELETE FROM webhook_parts WHERE at < ?"),
       probe: db.prepare("INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"),
       readProbe: db.prepare("SELECT (SELECT count(*) FROM (SELECT 1 FROM turns LIMIT 1)) + (SELECT count(*) FROM (SELECT 1 FROM accepted LIMIT 1)) AS n"),
@@ -202,12 +261,15 @@ export class SqliteStore implements ConversationStore, WebhookStore {
     return this.#read(() => (this.#q.window.all(channelId, this.#maxTurns) as TurnRow[]).map(turnOf));
   }
 
-  accept({ channelId, authorId, turn }: AcceptedMessage): boolean {
-    return this.#write("accept a message", () => {
-      if (this.isKnown(turn.messageId)) return false;
-      this.#q.accept.run(turn.messageId, channelId, authorId, turn.author, turn.text, turn.at, turn.tokens ?? null);
-      return true;
-    });
+  accept({ channelId, authorId, turn, guildId, parentId }: AcceptedMessage): boolean {
+    return this.#write("accept a message", () =>
+      this.#db.transaction(() => {
+        if (this.isKnown(turn.messageId)) return false;
+        this.#q.accept.run(turn.messageId, channelId, authorId, turn.author, turn.text, turn.at, turn.tokens ?? null);
+        if (guildId) this.#q.place.run(channelId, guildId, parentId ?? null);
+        return true;
+      })(),
+    );
   }
 
   complete(channelId: string, answered: readonly Turn[], reply: Turn | null): void {
@@ -215,16 +277,17 @@ export class SqliteStore implements ConversationStore, WebhookStore {
     this.#write("save a reply", () =>
       this.#db.transaction(() => {
         for (const t of reply ? [...answered, reply] : answered) {
-          this.#q.addTurn.run(channelId, t.author, t.text, t.fromFriend ? 1 : 0, t.at, t.messageId ?? null, t.tokens ?? null);
+          const answeredAuthors = t.answered ? JSON.stringify(t.answered) : null;
+          this.#q.addTurn.run(channelId, t.author, t.text, t.fromFriend ? 1 : 0, t.at, t.messageId ?? null, t.tokens ?? null, t.authorId ?? null, answeredAuthors);
         }
         for (const t of answered) {
           if (!t.messageId) continue;
           this.#q.unaccept.run(t.messageId);
-          this.#q.answer.run(t.messageId, now);
+          this.#q.answer.run(t.messageId, now, channelId);
         }
         this.#q.trimTurns.run(channelId, channelId, this.#maxTurns);
         // Forgetting old ids is cheap but not free: do it now and then, not on every reply.
-        if (++this.#saves % 500 === 1) this.#q.forgetAnswered.run(now - this.#answeredRetentionMs);
+        if (++this.#saves % 500 === 1) this.#q.forgetOldAnswered.run(now - this.#answeredRetentionMs);
       })(),
     );
   }
@@ -233,17 +296,25 @@ export class SqliteStore implements ConversationStore, WebhookStore {
     return this.#read(() => this.#q.accepted.all() as AcceptedRow[]).map((r) => ({
       channelId: r.channel_id,
       authorId: r.author_id,
-      turn: { author: r.author, text: r.text, fromFriend: false, at: r.at, messageId: r.message_id, ...(r.tokens !== null ? { tokens: r.tokens } : {}) },
+      turn: {
+        author: r.author,
+        text: r.text,
+        fromFriend: false,
+        at: r.at,
+        messageId: r.message_id,
+        authorId: r.author_id,
+        ...(r.tokens !== null ? { tokens: r.tokens } : {}),
+      },
     }));
   }
 
-  drop(messageIds: readonly string[]): void {
+  drop(channelId: string, messageIds: readonly string[]): void {
     const now = Date.now();
     this.#write("drop unanswered messages", () =>
       this.#db.transaction(() => {
         for (const id of messageIds) {
           this.#q.unaccept.run(id);
-          this.#q.answer.run(id, now);
+          this.#q.answer.run(id, now, channelId);
         }
       })(),
     );
@@ -253,9 +324,90 @@ export class SqliteStore implements ConversationStore, WebhookStore {
     this.#write("forget a channel", () =>
       this.#db.transaction(() => {
         this.#q.clearTurns.run(channelId);
-        this.drop((this.#q.acceptedIn.all(channelId) as { message_id: string }[]).map((r) => r.message_id));
+        this.drop(channelId, this.#acceptedIn(channelId));
       })(),
     );
+  }
+
+  forgetMessages(channelId: string, messageIds: readonly string[]): number {
+    const now = Date.now();
+    return this.#write("forget deleted messages", () =>
+      this.#db.transaction(() => {
+        let held = 0;
+        for (const id of messageIds) {
+          const rows = this.#q.forgetTurn.run(channelId, id).changes + this.#q.unacceptIn.run(channelId, id).changes;
+          // Only the id stays, as answered: a replay of a deleted message is never answered.
+          if (rows > 0) this.#q.answer.run(id, now, channelId);
+          held += rows;
+        }
+        return held;
+      })(),
+    );
+  }
+
+  reviseMessage(channelId: string, messageId: string, text: string, tokens: number): number {
+    return this.#write("save an edited message", () =>
+      this.#db.transaction(() => this.#q.reviseAccepted.run(text, tokens, channelId, messageId).changes + this.#q.reviseTurn.run(text, tokens, channelId, messageId).changes)(),
+    );
+  }
+
+  channelsOf(authorId: string): string[] {
+    return this.#read(() => (this.#q.channelsOf.all(authorId, authorId, authorId) as { channel_id: string }[]).map(col));
+  }
+
+  forgetAuthor(channelId: string, authorId: string): ForgottenAuthor {
+    return this.#write("forget a user", () =>
+      this.#db.transaction(() => {
+        const turns = this.#q.forgetAuthorTurns.run(channelId, authorId).changes;
+        const replies = this.#q.forgetAnsweringTurns.run(channelId, authorId).changes;
+        const waiting = (this.#q.acceptedOf.all(channelId, authorId) as { message_id: string }[]).map((r) => r.message_id);
+        this.drop(channelId, waiting);
+        return { turns, replies, unanswered: waiting.length };
+      })(),
+    );
+  }
+
+  channelsBefore(before: number): string[] {
+    return this.#read(() => (this.#q.channelsBefore.all(before, before) as { channel_id: string }[]).map(col));
+  }
+
+  expire(channelId: string, before: number): number {
+    return this.#write("forget old turns", () =>
+      this.#db.transaction(() => {
+        this.#q.expireAccepted.run(channelId, before);
+        this.#q.expireAnswered.run(channelId, before);
+        return this.#q.expireTurns.run(channelId, before).changes;
+      })(),
+    );
+  }
+
+  channelsUnder(id: string): string[] {
+    return this.#read(() => (this.#q.channelsUnder.all(id, id) as { channel_id: string }[]).map(col));
+  }
+
+  places(): ChannelPlace[] {
+    const rows = this.#read(() => this.#q.places.all() as { channel_id: string; guild_id: string; parent_id: string | null }[]);
+    return rows.map((r) => ({ channelId: r.channel_id, guildId: r.guild_id, ...(r.parent_id ? { parentId: r.parent_id } : {}) }));
+  }
+
+  forgetChannel(channelId: string): void {
+    this.#write("forget a deleted channel", () =>
+      this.#db.transaction(() => {
+        this.#q.clearTurns.run(channelId);
+        this.#q.forgetPartsIn.run(channelId);
+        this.#q.forgetAccepted.run(channelId);
+        this.#q.forgetAnswered.run(channelId);
+        this.#q.forgetBackend.run(channelId);
+        this.#q.forgetPersona.run(channelId);
+        this.#q.forgetScene.run(channelId);
+        this.#q.forgetWebhook.run(channelId);
+        this.#q.forgetPlace.run(channelId);
+      })(),
+    );
+  }
+
+  #acceptedIn(channelId: string): string[] {
+    return (this.#q.acceptedIn.all(channelId) as { message_id: string }[]).map((r) => r.message_id);
   }
 
   isKnown(messageId: string): boolean {

@@ -29,7 +29,17 @@ describe("loadConfig", () => {
     expect(config.local.gpuLayers).toBe("auto");
     expect(config.discord.allowDms).toBe(true);
     expect(config.http).toBeUndefined();
+    expect(config.retentionDays).toBe(30);
     expect(config.settings.persona.name).toBe("Friend");
+  });
+
+  it.each([
+    ["0", /FRIEND_RETENTION_DAYS: must be at least 1/],
+    ["1.5", /FRIEND_RETENTION_DAYS: must be a whole number/],
+    ["forever", /FRIEND_RETENTION_DAYS: must be a number/],
+    ["36501", /FRIEND_RETENTION_DAYS: must be at most 36500/],
+  ])("refuses FRIEND_RETENTION_DAYS=%s", (value, message) => {
+    expect(problems({ ...good, FRIEND_RETENTION_DAYS: value }).join("\n")).toMatch(message);
   });
 
   it("parses lists, numbers and flags", () => {

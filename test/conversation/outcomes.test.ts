@@ -4,27 +4,9 @@ import { loadFailedLine, SLOW_NOTICE, TOO_LONG_LINE, TRIMMED_NOTE } from "../../
 import { BackendError } from "../../src/core/backend.ts";
 import { countTokens } from "../../src/core/tokens.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
-import { deferred, message, RecordingSink, rig } from "./scripted.ts";
+import { deferred, flakyStore, message, RecordingSink, rig } from "./scripted.ts";
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** A real in-memory store whose named methods throw while `failing` has them. */
-function flakyStore(): { store: SqliteStore; real: SqliteStore; failing: Set<string> } {
-  const real = new SqliteStore({ path: ":memory:" });
-  const failing = new Set<string>();
-  const store = new Proxy(real, {
-    get(target, key) {
-      const value = Reflect.get(target, key, target);
-      if (typeof key === "string" && failing.has(key)) {
-        return () => {
-          throw Object.assign(new Error(`${key}: database is locked`), { code: "SQLITE_BUSY" });
-        };
-      }
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  return { store, real, failing };
-}
 
 describe("every turn ends in an outcome", () => {
   it("a store read that throws gives the error line, strands nothing queued meanwhile, and the window is read again once the store is back", async () => {

@@ -174,6 +174,10 @@ export class RecordingSink implements ReplySink {
     this.speakers.push(character.name);
   }
 
+  async discard(): Promise<void> {
+    this.events.push("discard");
+  }
+
   /** What was posted in the end, if anything. */
   get posted(): string | undefined {
     return this.events.findLast((e) => e.startsWith("finish:"))?.slice("finish:".length);
@@ -182,7 +186,7 @@ export class RecordingSink implements ReplySink {
 
 let nextId = 100_000_000_000_000_000n;
 
-export function message(channelId: string, text: string, author = "Alice"): IncomingMessage {
+export function message(channelId: string, text: string, author = "Alice"): IncomingMessage & { authorId: string } {
   nextId++;
   return { id: String(nextId), channelId, authorId: `user-${author}`, authorName: author, text, at: Date.now() };
 }
@@ -198,7 +202,7 @@ export interface Rig {
 
 /** A Conversation over scripted backends and a real in-memory SQLite store, with no Discord. */
 export function rig(
-  options: { settings?: (s: Settings) => void; openai?: ScriptedBackend; store?: SqliteStore; concurrency?: Partial<ConversationOptions["concurrency"]>; userMessagesPerMinute?: number } = {},
+  options: { settings?: (s: Settings) => void; openai?: ScriptedBackend; store?: SqliteStore; concurrency?: Partial<ConversationOptions["concurrency"]>; userMessagesPerMinute?: number; retentionMs?: number } = {},
 ): Rig {
   const settings = loadSettings();
   settings.generation.streamEditIntervalMs = 0;
@@ -215,8 +219,27 @@ export function rig(
     defaultBackend: "openai",
     concurrency: { openai: 4, local: 1, ...options.concurrency },
     userMessagesPerMinute: options.userMessagesPerMinute ?? 1000,
+    retentionMs: options.retentionMs,
     logger: pino({ enabled: false }),
     onEvent: (e) => events.push(e),
   });
   return { conversation, openai, local, store, settings, events };
+}
+
+/** A real in-memory store whose named methods throw while `failing` has them. */
+export function flakyStore(): { store: SqliteStore; real: SqliteStore; failing: Set<string> } {
+  const real = new SqliteStore({ path: ":memory:" });
+  const failing = new Set<string>();
+  const store = new Proxy(real, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof key === "string" && failing.has(key)) {
+        return () => {
+          throw Object.assign(new Error(`${key}: database is locked`), { code: "SQLITE_BUSY" });
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, real, failing };
 }

@@ -17,15 +17,16 @@ afterEach(async () => {
 const localEnv = tiny.env;
 
 describe("slash command registration", () => {
-  it("registers /model, /persona, /reset and /status in the configured guild with one bulk PUT", async () => {
+  it("registers /model, /persona, /reset, /scene, /status and /forget in the configured guild with one bulk PUT", async () => {
     const discord = await FakeDiscord.start();
     world = await startWorld({ discord, env: { DISCORD_GUILD_ID: discord.guildId } });
     const put = await discord.waitForRest((c) => c.method === "PUT" && c.path.includes("/commands"));
     expect(put.path).toBe(`/applications/${discord.applicationId}/guilds/${discord.guildId}/commands`);
     expect(discord.rest.filter((c) => c.method === "PUT" && c.path.includes("/commands"))).toHaveLength(1);
     const byName = Object.fromEntries(put.body.map((c: { name: string }) => [c.name, c]));
-    expect(Object.keys(byName).sort()).toEqual(["model", "persona", "reset", "scene", "status"]);
+    expect(Object.keys(byName).sort()).toEqual(["forget", "model", "persona", "reset", "scene", "status"]);
     expect(byName.model.default_member_permissions).toBe(MANAGE_CHANNELS);
+    expect(byName.forget.default_member_permissions).toBeUndefined(); // a user's own right: everyone may use it
     expect(byName.model.options).toEqual([
       expect.objectContaining({ name: "backend", type: 3, required: false, choices: [{ name: "openai", value: "openai" }, { name: "local", value: "local" }] }),
     ]);
@@ -111,6 +112,7 @@ describe("/reset and /status", () => {
     expect(field("Window")).toMatch(/^4 turns, \d+ tokens$/);
     expect(field("Local model loaded")).toBe("no");
     expect(field("Version")).toBe("0.1.0");
+    expect(field("Kept for")).toBe("30 days");
 
     const reset = discord.sendInteraction({ channelId: channel, user: alice, name: "reset", permissions: MANAGE_MESSAGES });
     expect((await interactionReply(discord, reset.token)).content).toMatch(/forgot the last 4 turns/);

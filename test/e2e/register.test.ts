@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { main } from "../../src/cli.ts";
+import { COMMANDS } from "../../src/discord/commands/index.ts";
 import { FakeDiscord } from "../fakes/discord.ts";
 
 let discord: FakeDiscord | undefined;
@@ -19,7 +20,8 @@ describe("friend register (npm run register)", () => {
     discord = await FakeDiscord.start();
     const run = io({ DISCORD_TOKEN: discord.token, DISCORD_API_URL: discord.apiUrl, DISCORD_GUILD_ID: discord.guildId, FRIEND_BACKEND: "local", FRIEND_DB_PATH: ":memory:" });
     expect(await main(["register"], run.io)).toBe(0);
-    expect(run.out).toEqual([`Registered 5 slash commands in guild ${discord.guildId}.`]);
+    expect(run.out).toEqual([`Registered ${COMMANDS.length} slash commands in guild ${discord.guildId}.`]);
+    expect(COMMANDS.map((c) => c.data.name).sort()).toEqual(["forget", "model", "persona", "reset", "scene", "status"]);
     const puts = discord.rest.filter((c) => c.method === "PUT");
     expect(puts).toHaveLength(1);
     expect(puts[0]!.path).toBe(`/applications/${discord.applicationId}/guilds/${discord.guildId}/commands`);

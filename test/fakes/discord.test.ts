@@ -4,7 +4,7 @@
  */
 import { once } from "node:events";
 import {
-  ChatInputCommandInteraction, Client, type DMChannel, Events, GatewayIntentBits, Message, MessageFlags, Partials, Routes, type TextChannel,
+  ChatInputCommandInteraction, Client, type Collection, type DMChannel, Events, GatewayIntentBits, Message, MessageFlags, Options, Partials, Routes, type TextChannel,
 } from "discord.js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FakeDiscord } from "./discord.ts";
@@ -258,6 +258,56 @@ describe("FakeDiscord with a real discord.js Client", () => {
     const id = fake.addChannel("moondance-diner");
     await created;
     expect(guildChannel(c, id).name).toBe("moondance-diner");
+  });
+
+  it("dispatches a user's deletes, bulk deletes and edits as real Discord does; discord.js reports uncached ones only with Partials.Message", async () => {
+    const c = new Client({
+      intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages, GatewayIntentBits.MessageContent],
+      partials: [Partials.Channel, Partials.Message],
+      rest: { api: fake.apiUrl },
+      makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }), // every message unknown to discord.js
+    });
+    client = c;
+    const ready = once(c, Events.ClientReady);
+    await c.login(fake.token);
+    await ready;
+    const channelId = fake.channelIds[0]!;
+    const author = fake.user({ name: "ross" });
+    const [one, two, three] = ["one", "two", "three"].map((content) => fake.sendMessage({ channelId, author, content }));
+    const deleted = once(c, Events.MessageDelete);
+    fake.deleteMessage(one!.id);
+    const [gone] = (await deleted) as [Message];
+    expect([gone.id, gone.channelId, gone.partial]).toEqual([one!.id, channelId, true]);
+    const bulk = once(c, Events.MessageBulkDelete);
+    fake.bulkDelete(channelId, [two!.id]);
+    const [messages] = (await bulk) as [Collection<string, Message>];
+    expect([...messages.keys()]).toEqual([two!.id]);
+    const updated = once(c, Events.MessageUpdate);
+    fake.editMessage(three!.id, "three, edited");
+    const [, edited] = (await updated) as [Message, Message];
+    expect([edited.id, edited.content, edited.partial, edited.author.id]).toEqual([three!.id, "three, edited", false, author.id]);
+    expect(fake.rest.filter((r) => r.path.includes(three!.id))).toEqual([]); // nothing fetched to report them
+  });
+
+  it("deletes channels and threads (CHANNEL_DELETE, THREAD_DELETE), and a guild that removed the bot (GUILD_DELETE) denies access", async () => {
+    const parent = fake.channelIds[1]!;
+    const thread = fake.addThread(parent, "central-perk-thread");
+    const c = await login();
+    expect(c.channels.cache.get(thread)?.isThread()).toBe(true);
+    const threadGone = once(c, Events.ThreadDelete);
+    fake.deleteChannel(thread);
+    expect(((await threadGone) as [{ id: string }])[0].id).toBe(thread);
+    const channelGone = once(c, Events.ChannelDelete);
+    fake.deleteChannel(parent);
+    expect(((await channelGone) as [{ id: string }])[0].id).toBe(parent);
+    expect(fake.channelIds).not.toContain(parent);
+    const left = once(c, Events.GuildDelete);
+    fake.leaveGuild();
+    const [guild] = (await left) as [{ id: string; available: boolean }];
+    expect(guild.id).toBe(fake.guildId);
+    expect(c.guilds.cache.has(fake.guildId)).toBe(false);
+    const survivor = fake.channelIds[0]!;
+    await expect(c.rest.post(`/channels/${survivor}/messages`, { body: { content: "hello?" } })).rejects.toThrow(/Missing Access/);
   });
 
   it("rejects waitForRest with the recorded calls when nothing matches", async () => {

@@ -105,6 +105,7 @@ interface RestWaiter { matches: (c: RestCall) => boolean; resolve: (c: RestCall)
 const ok = (body: unknown): RestAnswer => ({ status: 200, body });
 const noContent: RestAnswer = { status: 204 };
 const notFound = (message: string, code: number): RestAnswer => ({ status: 404, body: { message, code } });
+const missingAccess: RestAnswer = { status: 403, body: { message: "Missing Access", code: 50001 } };
 const base64 = (text: string) => Buffer.from(text).toString("base64").replace(/=+$/, "");
 const now = () => new Date().toISOString();
 
@@ -137,6 +138,8 @@ export class FakeDiscord {
   private readonly webhooksDenied = new Set<string>();
   /** Each webhook's recent executions, for its rate-limit bucket. */
   private readonly webhookUses = new Map<string, number[]>();
+  /** Set once the bot was removed from the guild: its channels answer 403 Missing Access. */
+  private leftGuild = false;
   private readonly dmChannels = new Map<string, string>(); // user id → DM channel id
   private readonly messages = new Map<string, StoredMessage>();
   private readonly interactions = new Map<string, { payload: InteractionPayload; acked: boolean; originalId?: string }>();
@@ -204,8 +207,8 @@ export class FakeDiscord {
     return id;
   }
 
-  /** A public thread under `parentId`, announced with THREAD_CREATE once the bot is connected. */
-  addThread(parentId: string, name = "a thread"): string {
+  /** A public thread under a guild channel: part of GUILD_CREATE before the first login, a THREAD_CREATE after. */
+  addThread(parentId: string, name = `thread-${this.threads.size + 1}`): string {
     const id = snowflake();
     this.threads.set(id, parentId);
     this.channelNames.set(id, name);
@@ -245,6 +248,57 @@ export class FakeDiscord {
       .map((m) => ({ id: m.payload.id, content: m.payload.content, body: m.body, edits: m.edits, webhookId: m.payload.webhook_id!, username: m.payload.author.username }));
   }
 
+  /** A user deletes their message: it is gone, and the bot gets MESSAGE_DELETE, as from real Discord. */
+  deleteMessage(messageId: string): void {
+    const stored = this.messages.get(messageId);
+    if (!stored) throw new Error(`no message ${messageId} to delete`);
+    this.messages.delete(messageId);
+    const { channel_id, guild_id } = stored.payload;
+    this.dispatch("MESSAGE_DELETE", { id: messageId, channel_id, ...(guild_id ? { guild_id } : {}) });
+  }
+
+  /** A moderator bulk-deletes messages of a guild channel: one MESSAGE_DELETE_BULK. */
+  bulkDelete(channelId: string, messageIds: readonly string[]): void {
+    for (const id of messageIds) this.messages.delete(id);
+    this.dispatch("MESSAGE_DELETE_BULK", { ids: [...messageIds], channel_id: channelId, guild_id: this.guildId });
+  }
+
+  /** A user edits their message: MESSAGE_UPDATE with the whole message, as real Discord sends it now. */
+  editMessage(messageId: string, content: string, opts: { mentions?: FakeUser[] } = {}): MessagePayload {
+    const stored = this.messages.get(messageId);
+    if (!stored || stored.origin !== "injected") throw new Error(`no user message ${messageId} to edit`);
+    const p = stored.payload;
+    p.content = content;
+    p.edited_timestamp = now();
+    if (opts.mentions) p.mentions = opts.mentions.map((u) => (p.guild_id ? { ...userPayload(u), member: this.member(u) } : userPayload(u)));
+    this.dispatch("MESSAGE_UPDATE", p);
+    return p;
+  }
+
+  /**
+   * Deletes a guild channel (CHANNEL_DELETE) or a thread (THREAD_DELETE). A channel's threads go
+   * with it and its messages with them, without events of their own. `whileOffline`: the bot is
+   * not connected, and Discord will not replay the event to its next session.
+   */
+  deleteChannel(channelId: string, { whileOffline = false } = {}): void {
+    const parent = this.threads.get(channelId);
+    const gone = new Set([channelId, ...[...this.threads].filter(([, p]) => p === channelId).map(([id]) => id)]);
+    if (!whileOffline && parent) this.dispatch("THREAD_DELETE", { id: channelId, guild_id: this.guildId, parent_id: parent, type: ChannelType.PublicThread });
+    else if (!whileOffline) this.dispatch("CHANNEL_DELETE", this.channelPayload(channelId));
+    for (const id of gone) this.threads.delete(id);
+    if (!parent) this.channelIds.splice(this.channelIds.indexOf(channelId), 1);
+    for (const [id, m] of this.messages) if (gone.has(m.payload.channel_id)) this.messages.delete(id);
+  }
+
+  /**
+   * The bot is removed from the guild: GUILD_DELETE without `unavailable` (an outage would set it).
+   * `whileOffline`: no event; the guild is simply absent from the next READY.
+   */
+  leaveGuild({ whileOffline = false } = {}): void {
+    this.leftGuild = true;
+    if (!whileOffline) this.dispatch("GUILD_DELETE", { id: this.guildId });
+  }
+
   /** The DM channel between the bot and a user (the same one POST /users/@me/channels returns). */
   dmChannelId(user: FakeUser): string {
     let id = this.dmChannels.get(user.id);
@@ -261,7 +315,7 @@ export class FakeDiscord {
     referencedMessageId?: string; dm?: boolean; type?: number; id?: string;
   }): MessagePayload {
     let channelId = opts.channelId;
-    if (opts.dm && (this.channelIds.includes(channelId) || !/^\d{17,19}$/.test(channelId))) channelId = this.dmChannelId(opts.author);
+    if (opts.dm && (this.isGuildChannel(channelId) || !/^\d{17,19}$/.test(channelId))) channelId = this.dmChannelId(opts.author);
     else if (opts.dm) this.dmChannels.set(opts.author.id, channelId);
     const guildId = opts.dm ? undefined : this.guildId;
     const threadType = this.threads.has(channelId) ? ChannelType.PublicThread : ChannelType.GuildText;
@@ -386,10 +440,10 @@ export class FakeDiscord {
       this.live = socket;
       this.sendDispatch(socket, "READY", {
         v: 10, user: { ...userPayload(this.botUser), verified: true, mfa_enabled: false, flags: 0 },
-        guilds: [{ id: this.guildId, unavailable: true }], session_id: this.sessionId, resume_gateway_url: this.gatewayUrl,
+        guilds: this.leftGuild ? [] : [{ id: this.guildId, unavailable: true }], session_id: this.sessionId, resume_gateway_url: this.gatewayUrl,
         shard: [0, 1], application: { id: this.applicationId, flags: 0 }, private_channels: [], relationships: [],
       });
-      this.sendDispatch(socket, "GUILD_CREATE", this.guildPayload());
+      if (!this.leftGuild) this.sendDispatch(socket, "GUILD_CREATE", this.guildPayload());
       this.flushPending(socket);
     } else if (op === Op.Resume) {
       this.resumeCount++;
@@ -497,13 +551,14 @@ export class FakeDiscord {
     });
 
     on("GET", "/channels/:id", (_, [id]) => {
-      if (this.isGuildChannel(id!)) return ok(this.channelPayload(id!));
+      if (this.isGuildChannel(id!)) return this.leftGuild ? missingAccess : ok(this.channelPayload(id!));
       const dm = [...this.dmChannels.entries()].find(([, channelId]) => channelId === id);
       const user = dm && this.users.get(dm[0]);
       return user ? ok({ id, type: ChannelType.DM, last_message_id: null, flags: 0, recipients: [userPayload(user)] }) : notFound("Unknown Channel", 10003);
     });
     on("GET", "/channels/:id/messages", ({ query }, [id]) => ok(this.history(id!, query)));
     on("POST", "/channels/:id/messages", (call, [id]) => {
+      if (this.leftGuild && this.isGuildChannel(id!)) return missingAccess;
       if (!this.isGuildChannel(id!) && ![...this.dmChannels.values()].includes(id!)) return notFound("Unknown Channel", 10003);
       const invalid = this.rejectMessageBody(id!, call.body, call.files);
       if (invalid) return invalid;

@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Turn } from "../../src/core/turn.ts";
 import { openFailure, openFailureMessage, SCHEMA_VERSION, SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
@@ -30,7 +31,7 @@ describe("SqliteStore", () => {
     db.close();
   });
 
-  const accepted = (i: number, channelId = "c1") => ({ channelId, authorId: "u1", turn: turn(i) as Turn & { messageId: string } });
+  const accepted = (i: number, channelId = "c1") => ({ channelId, authorId: "u1", turn: { ...turn(i), authorId: "u1" } as Turn & { messageId: string } });
 
   it("keeps windows, token counts, backend choices and answered ids across reopen", () => {
     const path = join(dir(), "friend.db");
@@ -86,7 +87,7 @@ describe("SqliteStore", () => {
     expect(b.loadWindow("c1")).toEqual([]); // not part of the story until answered
     b.complete("c1", [turn(5)], null);
     expect(b.unanswered()).toEqual([accepted(4, "c2")]);
-    b.drop([turn(4).messageId!]);
+    b.drop("c1", [turn(4).messageId!]);
     expect(b.unanswered()).toEqual([]);
     expect(b.accept(accepted(4, "c2"))).toBe(false); // dropped counts as handled
   });
@@ -136,6 +137,177 @@ describe("SqliteStore", () => {
     v1.close();
     const s = store({ path });
     expect(s.loadWindow("c")).toEqual([{ author: "Alice", text: "old", fromFriend: false, at: 5 }]);
+  });
+
+  it("rows from before authors were kept cannot be attributed: /forget leaves them, and says nothing of them", () => {
+    const path = join(dir(), "friend.db");
+    const v1 = new Database(path);
+    v1.exec(`CREATE TABLE channels (channel_id TEXT PRIMARY KEY, backend TEXT NOT NULL, updated_at INTEGER NOT NULL);
+      CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, channel_id TEXT NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL, from_friend INTEGER NOT NULL, at INTEGER NOT NULL, message_id TEXT);
+      CREATE INDEX turns_by_channel ON turns (channel_id, id);
+      CREATE TABLE answered (message_id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+      CREATE INDEX answered_by_time ON answered (at);
+      INSERT INTO turns (channel_id, author, text, from_friend, at, message_id) VALUES ('c', 'Alice', 'old', 0, 5, '100000000000000009');`);
+    v1.pragma("user_version = 1");
+    v1.close();
+    const s = store({ path });
+    expect(s.channelsOf("u1")).toEqual([]);
+    expect(s.forgetAuthor("c", "u1")).toEqual({ turns: 0, replies: 0, unanswered: 0 });
+    expect(s.loadWindow("c").map((t) => t.text)).toEqual(["old"]);
+    // Deleting it on Discord still works: the message id was always kept.
+    expect(s.forgetMessages("c", ["100000000000000009"])).toBe(1);
+    expect(s.loadWindow("c")).toEqual([]);
+  });
+
+  describe("a user's words have a lifetime", () => {
+    const said = (i: number, authorId: string, at = 1000 + i): Turn & { messageId: string } => ({
+      author: authorId,
+      text: `t${i}`,
+      fromFriend: false,
+      at,
+      messageId: String(100000000000000000n + BigInt(i)),
+      authorId,
+    });
+    const reply = (i: number, answered: string[], at = 1000 + i): Turn => ({ author: "Friend", text: `r${i}`, fromFriend: true, at, answered });
+    const rows = (path: string, table: string, where: string) => {
+      const raw = new Database(path, { readonly: true });
+      const n = (raw.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${where}`).get() as { n: number }).n;
+      raw.close();
+      return n;
+    };
+
+    it("keeps who said each turn and whom each reply answered, across reopen", () => {
+      const path = join(dir(), "friend.db");
+      const a = store({ path });
+      a.complete("c", [said(1, "u1"), said(2, "u2")], reply(3, ["u1", "u2"]));
+      a.close();
+      expect(store({ path }).loadWindow("c")).toEqual([said(1, "u1"), said(2, "u2"), reply(3, ["u1", "u2"])]);
+    });
+
+    it("a deleted message leaves the turns and the unanswered ones; its id stays known so a replay is not answered; unknown ids leave no trace", () => {
+      const path = join(dir(), "friend.db");
+      const s = store({ path });
+      s.complete("c", [said(1, "u1")], reply(2, ["u1"]));
+      s.accept({ channelId: "c", authorId: "u1", turn: said(3, "u1") });
+      expect(s.forgetMessages("c", [said(1, "u1").messageId, said(3, "u1").messageId, "100000000000000077"])).toBe(2);
+      expect(s.loadWindow("c")).toEqual([reply(2, ["u1"])]);
+      expect(s.unanswered()).toEqual([]);
+      expect(s.accept({ channelId: "c", authorId: "u1", turn: said(3, "u1") })).toBe(false);
+      expect(s.isKnown("100000000000000077")).toBe(false);
+      expect(rows(path, "turns", "text IN ('t1', 't3')") + rows(path, "accepted", "1")).toBe(0);
+    });
+
+    it("an edit replaces the text of an unanswered message or of a turn", () => {
+      const s = store({ path: ":memory:" });
+      s.complete("c", [said(1, "u1")], null);
+      s.accept({ channelId: "c", authorId: "u1", turn: said(2, "u1") });
+      expect(s.reviseMessage("c", said(1, "u1").messageId, "edited one", 2)).toBe(1);
+      expect(s.reviseMessage("c", said(2, "u1").messageId, "edited two", 2)).toBe(1);
+      expect(s.reviseMessage("other", said(1, "u1").messageId, "wrong channel", 2)).toBe(0);
+      expect(s.loadWindow("c").map((t) => [t.text, t.tokens])).toEqual([["edited one", 2]]);
+      expect(s.unanswered().map((m) => m.turn.text)).toEqual(["edited two"]);
+    });
+
+    it("forgetting a user removes their turns, their unanswered messages and Friend's replies to them, and nobody else's", () => {
+      const s = store({ path: ":memory:" });
+      s.complete("c", [said(1, "u1")], reply(2, ["u1"]));
+      s.complete("c", [said(3, "u2")], reply(4, ["u2"]));
+      s.complete("c", [said(5, "u1"), said(6, "u2")], reply(7, ["u1", "u2"]));
+      s.complete("dm", [said(8, "u1")], reply(9, ["u1"]));
+      s.accept({ channelId: "c", authorId: "u1", turn: said(10, "u1") });
+      expect(s.channelsOf("u1").sort()).toEqual(["c", "dm"]);
+      expect(s.forgetAuthor("c", "u1")).toEqual({ turns: 2, replies: 2, unanswered: 1 });
+      expect(s.loadWindow("c").map((t) => t.text)).toEqual(["t3", "r4", "t6"]);
+      expect(s.channelsOf("u1")).toEqual(["dm"]);
+      expect(s.forgetAuthor("dm", "u1")).toEqual({ turns: 1, replies: 1, unanswered: 0 });
+      expect(s.channelsOf("u1")).toEqual([]);
+      expect(s.unanswered()).toEqual([]);
+    });
+
+    it("expiry forgets turns, unanswered messages and answered ids from before the cut-off, in one channel", () => {
+      const s = store({ path: ":memory:" });
+      s.complete("c", [said(1, "u1", 100)], reply(2, ["u1"], 200));
+      s.complete("c", [said(3, "u1", 5000)], reply(4, ["u1"], 5001));
+      s.complete("d", [said(5, "u1", 100)], null);
+      s.accept({ channelId: "c", authorId: "u1", turn: said(6, "u1", 300) });
+      expect(s.channelsBefore(1000).sort()).toEqual(["c", "d"]);
+      expect(s.expire("c", 1000)).toBe(2);
+      expect(s.loadWindow("c").map((t) => t.text)).toEqual(["t3", "r4"]);
+      expect(s.unanswered()).toEqual([]);
+      expect(s.channelsBefore(1000)).toEqual(["d"]);
+    });
+
+    it("any sequence of replies, deletes, /forget, expiry and channel deletes leaves exactly what a plain model of them leaves", () => {
+      type Op =
+        | { kind: "exchange"; channel: string; authors: string[]; at: number }
+        | { kind: "delete"; channel: string; pick: number }
+        | { kind: "forget"; channel: string; author: string }
+        | { kind: "expire"; channel: string; before: number }
+        | { kind: "leave"; channel: string };
+      const channel = fc.constantFrom("c1", "c2", "dm");
+      const author = fc.constantFrom("u1", "u2", "u3");
+      const op: fc.Arbitrary<Op> = fc.oneof(
+        fc.record({ kind: fc.constant("exchange" as const), channel, authors: fc.array(author, { minLength: 1, maxLength: 3 }), at: fc.integer({ min: 0, max: 100 }) }),
+        fc.record({ kind: fc.constant("delete" as const), channel, pick: fc.nat() }),
+        fc.record({ kind: fc.constant("forget" as const), channel, author }),
+        fc.record({ kind: fc.constant("expire" as const), channel, before: fc.integer({ min: 0, max: 100 }) }),
+        fc.record({ kind: fc.constant("leave" as const), channel }),
+      );
+      fc.assert(
+        fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+          const s = new SqliteStore({ path: ":memory:" });
+          const model = new Map<string, Turn[]>();
+          let next = 0;
+          for (const o of ops) {
+            const turns = model.get(o.channel) ?? [];
+            if (o.kind === "exchange") {
+              const said = o.authors.map((a) => ({ author: a, text: `t${next}`, fromFriend: false, at: o.at, messageId: String(100000000000000000n + BigInt(next++)), authorId: a }));
+              const reply: Turn = { author: "Friend", text: `r${next++}`, fromFriend: true, at: o.at, answered: [...new Set(o.authors)] };
+              s.complete(o.channel, said, reply);
+              model.set(o.channel, [...turns, ...said, reply]);
+            } else if (o.kind === "delete") {
+              const users = turns.filter((t) => !t.fromFriend);
+              const id = users.length > 0 ? users[o.pick % users.length]!.messageId! : "100000000000000999";
+              s.forgetMessages(o.channel, [id]);
+              model.set(o.channel, turns.filter((t) => t.messageId !== id));
+            } else if (o.kind === "forget") {
+              s.forgetAuthor(o.channel, o.author);
+              model.set(o.channel, turns.filter((t) => t.authorId !== o.author && !t.answered?.includes(o.author)));
+            } else if (o.kind === "expire") {
+              s.expire(o.channel, o.before);
+              model.set(o.channel, turns.filter((t) => t.at >= o.before));
+            } else {
+              s.forgetChannel(o.channel);
+              model.delete(o.channel);
+            }
+          }
+          for (const c of ["c1", "c2", "dm"]) expect(s.loadWindow(c)).toEqual(model.get(c) ?? []);
+          for (const a of ["u1", "u2", "u3"]) {
+            const holding = [...model].filter(([, turns]) => turns.some((t) => t.authorId === a || t.answered?.includes(a))).map(([c]) => c);
+            expect(s.channelsOf(a).sort()).toEqual(holding.sort());
+          }
+          s.close();
+        }),
+        { numRuns: 150 },
+      );
+    });
+
+    it("forgetting a deleted channel leaves no row of it in any table; its server's and parent's other channels are found", () => {
+      const path = join(dir(), "friend.db");
+      const s = store({ path });
+      s.accept({ channelId: "thread", authorId: "u1", turn: said(1, "u1"), guildId: "g", parentId: "c" });
+      s.complete("thread", [said(1, "u1")], reply(2, ["u1"]));
+      s.accept({ channelId: "c", authorId: "u1", turn: said(3, "u1"), guildId: "g" });
+      s.accept({ channelId: "other", authorId: "u1", turn: said(4, "u1"), guildId: "g2" });
+      s.setBackend("c", "local");
+      expect(s.channelsUnder("c")).toEqual(["thread"]);
+      expect(s.channelsUnder("g").sort()).toEqual(["c", "thread"]);
+      for (const channel of ["c", "thread"]) s.forgetChannel(channel);
+      for (const table of ["turns", "accepted", "answered", "channels", "places"]) {
+        expect(rows(path, table, "channel_id IN ('c', 'thread')"), table).toBe(0);
+      }
+      expect(s.unanswered().map((m) => m.channelId)).toEqual(["other"]);
+    });
   });
 
   it("turns a failed write into a StoreWriteError naming what was written, and reports unhealthy until writes work again", () => {

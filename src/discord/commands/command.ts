@@ -17,6 +17,8 @@ export interface CommandContext {
 /** One slash command: its registration payload and its handler, in one module. */
 export interface SlashCommand {
   data: RESTPostAPIChatInputApplicationCommandsJSONBody;
+  /** Works even where Friend is switched off (denied channels, DMs when not allowed): a user's own right. */
+  ignoresChannelRules?: boolean;
   execute(interaction: ChatInputCommandInteraction, context: CommandContext): Promise<void>;
   /** Answers the suggestions for an option marked for autocomplete. */
   autocomplete?(interaction: AutocompleteInteraction, context: CommandContext): Promise<void>;

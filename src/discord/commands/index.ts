@@ -2,6 +2,7 @@ import { MessageFlags, Routes, type Interaction, type REST } from "discord.js";
 import type { Logger } from "pino";
 import { channelVerdict } from "../intake.ts";
 import type { CommandContext, SlashCommand } from "./command.ts";
+import { forgetCommand } from "./forget.ts";
 import { modelCommand } from "./model.ts";
 import { personaCommand } from "./persona.ts";
 import { resetCommand } from "./reset.ts";
@@ -9,7 +10,7 @@ import { sceneCommand } from "./scene.ts";
 import { statusCommand } from "./status.ts";
 
 /** Every slash command Friend has. Adding one is adding a module and a line here. */
-export const COMMANDS: readonly SlashCommand[] = [modelCommand, personaCommand, resetCommand, sceneCommand, statusCommand];
+export const COMMANDS: readonly SlashCommand[] = [modelCommand, personaCommand, resetCommand, sceneCommand, statusCommand, forgetCommand];
 
 /** Registers all commands in one bulk overwrite: in one guild (instant) when given, else globally. */
 export async function registerCommands(rest: REST, applicationId: string, guildId?: string): Promise<number> {
@@ -34,8 +35,8 @@ export function commandHandler(context: CommandContext, logger: Logger): (intera
       await interaction.reply({ content: `Unknown command /${interaction.commandName}.`, flags: MessageFlags.Ephemeral });
       return;
     }
-    // Commands follow the same channel rules as messages.
-    if (channelVerdict(interaction.channelId, interaction.inGuild(), context.config.discord) === "refused") {
+    // Commands follow the same channel rules as messages, except a user's own /forget.
+    if (!command.ignoresChannelRules && channelVerdict(interaction.channelId, interaction.inGuild(), context.config.discord) === "refused") {
       const where = interaction.inGuild() ? "in this channel" : "in direct messages";
       await interaction.reply({ content: `${context.config.settings.persona.name} is switched off ${where}.`, flags: MessageFlags.Ephemeral });
       log.info("command refused by the channel rules");

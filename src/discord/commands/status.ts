@@ -8,7 +8,7 @@ function formatUptime(ms: number): string {
   return parts.filter(([n], i) => n > 0 || i === parts.length - 1).map(([n, u]) => `${n}${u}`).join(" ");
 }
 
-/** `/status`: the channel's backend and model, the local model's state, the window size, uptime and version. */
+/** `/status`: the channel's backend and model, the local model's state, the window size, how long turns are kept, uptime and version. */
 export const statusCommand: SlashCommand = {
   data: new SlashCommandBuilder()
     .setName("status")
@@ -34,6 +34,7 @@ export const statusCommand: SlashCommand = {
         { name: "Local model loaded", value: local?.loaded ? "yes" : (local?.progress?.text ?? "no"), inline: true },
         { name: "llama.cpp", value: local?.binary ?? config.local.build, inline: true },
         { name: "Window", value: window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)", inline: true },
+        { name: "Kept for", value: `${config.retentionDays} day${config.retentionDays === 1 ? "" : "s"}`, inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
         { name: "Version", value: version, inline: true },
       );
