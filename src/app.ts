@@ -31,7 +31,10 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
   const startedAt = Date.now();
   const engine = createEngine(config, logger, { ...parts, onEvent: (event) => (metrics.observe(event), parts.onEvent?.(event)) });
   const { store, backends, conversation } = engine;
-  const metrics = new FriendMetrics(() => conversation.queueDepth);
+  const metrics = new FriendMetrics(
+    () => conversation.queueDepth,
+    () => backends.created().find((b) => b.name === "local")?.describe().savedStates,
+  );
   const bot = new FriendBot({
     config,
     conversation,

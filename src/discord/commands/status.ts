@@ -8,6 +8,12 @@ function formatUptime(ms: number): string {
   return parts.filter(([n], i) => n > 0 || i === parts.length - 1).map(([n, u]) => `${n}${u}`).join(" ");
 }
 
+/** e.g. "12 (340.5 MiB of 2048 MiB)". */
+export function describeSavedStates(states: { files: number; bytes: number; budgetBytes: number }): string {
+  const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
+  return `${states.files} (${mib(states.bytes)} MiB of ${mib(states.budgetBytes)} MiB)`;
+}
+
 /** `/status`: the channel's backend and model, the local model's state, the window size, uptime and version. */
 export const statusCommand: SlashCommand = {
   data: new SlashCommandBuilder()
@@ -31,6 +37,7 @@ export const statusCommand: SlashCommand = {
         { name: "Adapter", value: local?.adapter ?? (config.local.loraPath ? modelSourceName(parseModelSource(config.local.loraPath)) : "none"), inline: true },
         { name: "Local model loaded", value: local?.loaded ? "yes" : (local?.progress?.text ?? "no"), inline: true },
         { name: "llama.cpp", value: local?.binary ?? config.local.build, inline: true },
+        ...(local?.savedStates ? [{ name: "Saved channel states", value: describeSavedStates(local.savedStates), inline: true }] : []),
         { name: "Window", value: `${window.turns} turns, ${window.tokens} tokens`, inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
         { name: "Version", value: version, inline: true },
