@@ -161,9 +161,10 @@ export class LocalBackend implements Backend {
    * Forgets the channel's KV state, in memory and on disk (/reset; also the hook for anything that
    * changes the start of a channel's window, such as a forgotten or deleted message).
    */
-  resetChannel(channelId: string): void {
-    const done = this.#generatorReady ? this.#generatorReady.forget(channelId) : this.#stateDir ? dropSavedStates(this.#stateDir, channelId) : undefined;
-    void done?.catch((err: unknown) => this.#log.warn({ channelId, err }, "could not delete a channel's saved state"));
+  resetChannel(channelId: string): Promise<void> {
+    const done = this.#generatorReady ? this.#generatorReady.forget(channelId) : this.#stateDir ? dropSavedStates(this.#stateDir, channelId) : Promise.resolve();
+    // Callers need not wait (the memory is forgotten at once); the promise settles once the disk is too.
+    return done.catch((err: unknown) => this.#log.warn({ channelId, err }, "could not delete a channel's saved state"));
   }
 
   /**

@@ -203,8 +203,7 @@ describe("what was removed stays removed", () => {
     await say(b, "c1", secret);
     await say(b, "c2", [turn("Bob", LINES[1]!)]); // takes the sequence: c1's state is saved
     expect(b.describe().savedStates?.files).toBe(1);
-    b.resetChannel("c1");
-    await new Promise((r) => setTimeout(r, 50));
+    await b.resetChannel("c1");
     expect(b.describe().savedStates?.files).toBe(0);
     const after = [turn("Alice", LINES[0]!)];
     const out = await say(b, "c1", after);
@@ -219,8 +218,7 @@ describe("what was removed stays removed", () => {
     await b.saveState(Date.now() + 30_000);
     await b.close();
     const restarted = backend({ sequences: 1, stateDir });
-    restarted.resetChannel("c1");
-    await new Promise((r) => setTimeout(r, 50));
+    await restarted.resetChannel("c1");
     expect(readdirSync(join(stateDir, readdirSync(stateDir)[0]!))).toEqual([]);
   });
 
