@@ -33,7 +33,7 @@ export interface ReturningJob {
   kvCacheType: "f16" | "q8_0";
   /** Prompt tokens of each channel's history before its first measured turn (about). */
   windowTokens: number;
-  /** Channels taking turns on the sequences in the many-channels part; 0 skips it. */
+  /** Channels taking turns on the second backend's sequences (more than `sequences`, so they evict each other). */
   manyChannels: number;
   /** Turns per channel in the 4-on-4 and many-channels parts (the first is the cold one). */
   turnsEach: number;
@@ -54,12 +54,12 @@ export interface TurnFigure {
 export interface ReturningResult {
   /** `sequences` channels on `sequences` sequences: no eviction; turn 1 evaluates the whole history. */
   warm: TurnFigure[];
-  /** One more channel takes a sequence, then the channel it took it from returns. */
-  evictedReturn: TurnFigure;
-  /** `manyChannels` channels taking turns on the sequences (empty when skipped). */
+  /** `manyChannels` channels taking turns on as many sequences: every turn after the first returns after eviction. */
   many: TurnFigure[];
-  /** After saveState, close and a new backend on the same folder: each warm channel's next turn. */
+  /** After saveState, close and a new backend on the same folder: the next turn of the channels that held its sequences. */
   afterRestart: TurnFigure[];
+  /** The warm channels' turns alternating with those. */
+  warmAfterRestart: TurnFigure[];
   savedStates?: { files: number; bytes: number; budgetBytes: number };
   /** How long the graceful stop's saveState took for the four channels. */
   saveAllMs: number;
@@ -195,46 +195,51 @@ function figure(channel: string, turnNo: number, r: { stats: LocalGenerationStat
 }
 
 /**
- * Issue 21's scenarios, in one process: warm channels, a channel returning after its sequence was
- * taken, many channels taking turns on few sequences, and the first turns after a restart.
+ * Issue 21's scenarios, in one process, on two backends whose turns alternate so that both meet
+ * the same load from elsewhere: `sequences` warm channels on a backend of their own (never
+ * evicted), and `manyChannels` channels taking turns on another with as many sequences, so each
+ * of their turns after the first is a return after eviction. Then a restart of the second
+ * backend (saveState, close, a new one on the same folder), and each side's next turns.
  */
 async function returning(open: (extra: Partial<LocalBackendOptions>) => Promise<LocalBackend>, job: FriendJob): Promise<ReturningResult> {
   const rj = job.returning!;
   const extra: Partial<LocalBackendOptions> = { kvCacheType: rj.kvCacheType, ...(rj.stateDir ? { stateDir: rj.stateDir } : {}) };
-  let backend = await open(extra);
+  const warmBackend = await open({ kvCacheType: rj.kvCacheType });
+  let manyBackend = await open(extra);
   const windows = new Map<string, Turn[]>();
-  const take = async (channel: string, turnNo: number, index: number): Promise<TurnFigure> => {
+  const take = async (backend: LocalBackend, channel: string, turnNo: number, index: number): Promise<TurnFigure> => {
     const window = [...(windows.get(channel) ?? history(index, rj.windowTokens)), turn(`User${index}`, `${sentence(index * 7 + turnNo, 12)} (turn ${turnNo})`)];
     const r = await generate(backend, request(channel, window, job.genTokens));
     windows.set(channel, [...window, turn(persona.name, cleanReply(r.text, { personaName: persona.name }) || "hm")]);
     return figure(channel, turnNo, r);
   };
   const warmIds = Array.from({ length: job.sequences }, (_, i) => `warm-${i}`);
+  const manyIds = Array.from({ length: rj.manyChannels }, (_, i) => `many-${i}`);
+  const perWarm = Math.ceil(manyIds.length / warmIds.length);
   const warm: TurnFigure[] = [];
-  for (let t = 1; t <= rj.turnsEach; t++) for (const [i, id] of warmIds.entries()) warm.push(await take(id, t, i));
-
-  // A new channel takes the least recently used sequence (all cost the same), then its owner returns.
-  await take("newcomer", 1, 99);
-  const evictedReturn = await take(warmIds[0]!, rj.turnsEach + 1, 0);
-
   const many: TurnFigure[] = [];
-  if (rj.manyChannels > 0) {
-    const ids = Array.from({ length: rj.manyChannels }, (_, i) => `many-${i}`);
-    for (let t = 1; t <= rj.turnsEach; t++) for (const [i, id] of ids.entries()) many.push(await take(id, t, 100 + i));
-  }
+  const round = async (turnNo: number, manyOf: (i: number) => string[], into: { warm: TurnFigure[]; many: TurnFigure[] }) => {
+    for (const [i, id] of warmIds.entries()) {
+      into.warm.push(await take(warmBackend, id, turnNo, i));
+      for (const m of manyOf(i)) into.many.push(await take(manyBackend, m, turnNo, 100 + manyIds.indexOf(m)));
+    }
+  };
+  const group = (i: number) => manyIds.slice(i * perWarm, (i + 1) * perWarm);
+  for (let t = 1; t <= rj.turnsEach; t++) await round(t, group, { warm, many });
 
-  // The restart: the four warm channels hold the sequences again first (each evaluates or loads what it needs).
-  for (const [i, id] of warmIds.entries()) await take(id, rj.turnsEach + 2, i);
+  // The restart: the graceful stop's save, a new backend, and the next turn of the channels that held the sequences.
   const savedAt = performance.now();
-  await backend.saveState(Date.now() + 120_000);
+  await manyBackend.saveState(Date.now() + 120_000);
   const saveAllMs = performance.now() - savedAt;
-  const savedStates = backend.describe().savedStates;
-  await backend.close();
-  backend = await open(extra);
-  const afterRestart: TurnFigure[] = [];
-  for (const [i, id] of warmIds.entries()) afterRestart.push(await take(id, rj.turnsEach + 3, i));
-  await backend.close();
-  return { warm, evictedReturn, many, afterRestart, savedStates, saveAllMs };
+  const savedStates = manyBackend.describe().savedStates;
+  await manyBackend.close();
+  manyBackend = await open(extra);
+  const lastHolders = manyIds.slice(-job.sequences);
+  const after = { warm: [] as TurnFigure[], many: [] as TurnFigure[] };
+  await round(rj.turnsEach + 1, (i) => (lastHolders[i] ? [lastHolders[i]!] : []), after);
+  await manyBackend.close();
+  await warmBackend.close();
+  return { warm, many, afterRestart: after.many, warmAfterRestart: after.warm, savedStates, saveAllMs };
 }
 
 async function main(): Promise<void> {
