@@ -12,7 +12,9 @@
  *   --returning          issue 21's warm-channel figures on the Q8_0 model: a channel returning after
  *                        its sequence was taken, 16 channels on 4 sequences, the first turns after a
  *                        restart, each against warm channels, with and without saved states, and the
- *                        q8_0 KV cache against f16 (BENCH_WINDOW: history tokens per channel, default 1000)
+ *                        q8_0 KV cache against f16 (BENCH_WINDOW: history tokens per channel, default 1000;
+ *                        --channels N: channels taking turns on 4 sequences, default 16; --runs "a;b": only
+ *                        the runs whose names start so, e.g. "saved states, f16")
  *   --build-options      llama-bench alone, built with each candidate set of cmake options
  *                        (native with and without OpenMP, without the llamafile kernels)
  *   --rounds N           alternating rounds (default 3)
@@ -398,7 +400,8 @@ async function returningBench(): Promise<void> {
     // Without saved states every return evaluates the whole window: 5 channels and 3 turns show it.
     { name: "no saved states, f16 KV", returning: { kvCacheType: "f16", windowTokens, manyChannels: SEQUENCES + 1, turnsEach: 3 }, saved: false },
     { name: "saved states, q8_0 KV", returning: { kvCacheType: "q8_0", windowTokens, manyChannels: SEQUENCES + 1, turnsEach: 3 }, saved: true },
-  ] satisfies Run[]).filter((r) => !arg("--runs") || arg("--runs")!.split(",").some((n) => r.name.startsWith(n)));
+    // --runs "name;name": only the runs whose names start so (the names hold commas).
+  ] satisfies Run[]).filter((r) => !arg("--runs") || arg("--runs")!.split(";").some((n) => r.name.startsWith(n.trim())));
   const results: Array<{ run: string; round: number; load: number; busy: number; othersBusy: number; r: ReturningResult; bytesPerToken?: number; peakRssMiB: number }> = [];
   for (let round = 1; round <= rounds; round++) {
     for (const run of round % 2 ? runs : [...runs].reverse()) {
