@@ -10,7 +10,7 @@ import { loadSettings } from "../src/config/settings.ts";
 import type { Turn } from "../src/core/turn.ts";
 import { cleanReply } from "../src/reply/clean.ts";
 
-export type FriendMeasure = "speed" | "lora" | "channels" | "turns";
+export type FriendMeasure = "speed" | "lora" | "channels" | "turns" | "returning";
 
 export interface FriendJob {
   modelPath: string;
@@ -24,6 +24,45 @@ export interface FriendJob {
   genTokens: number;
   /** Repetitions of the speed measurement; the best is kept (as for llama-bench's samples). */
   reps: number;
+  /** For "returning": where states are saved (none: the run without persistence), the KV cache type, the window. */
+  returning?: ReturningJob;
+}
+
+export interface ReturningJob {
+  stateDir?: string;
+  kvCacheType: "f16" | "q8_0";
+  /** Prompt tokens of each channel's history before its first measured turn (about). */
+  windowTokens: number;
+  /** Channels taking turns on the second backend's sequences (more than `sequences`, so they evict each other). */
+  manyChannels: number;
+  /** Turns per channel in the 4-on-4 and many-channels parts (the first is the cold one). */
+  turnsEach: number;
+}
+
+/** One measured turn. */
+export interface TurnFigure {
+  channel: string;
+  turn: number;
+  ttftMs: number;
+  promptTokens: number;
+  evaluated: number;
+  restored: number;
+  generationTps: number;
+  text: string;
+}
+
+export interface ReturningResult {
+  /** `sequences` channels on `sequences` sequences: no eviction; turn 1 evaluates the whole history. */
+  warm: TurnFigure[];
+  /** `manyChannels` channels taking turns on as many sequences: every turn after the first returns after eviction. */
+  many: TurnFigure[];
+  /** After saveState, close and a new backend on the same folder: the next turn of the channels that held its sequences. */
+  afterRestart: TurnFigure[];
+  /** The warm channels' turns alternating with those. */
+  warmAfterRestart: TurnFigure[];
+  savedStates?: { files: number; bytes: number; budgetBytes: number };
+  /** How long the graceful stop's saveState took for the four channels. */
+  saveAllMs: number;
 }
 
 export interface SpeedFigures {
@@ -40,6 +79,7 @@ export interface FriendResult {
   /** Total generation tokens/s with 1 and with `sequences` channels generating at once. */
   channels?: Record<number, number>;
   turns?: { turn1Ms: number; turn20Ms: number; turn20NoReuseMs: number; evaluated: number[]; promptTokens20: number };
+  returning?: ReturningResult;
   peakRssMiB: number;
 }
 
@@ -130,6 +170,78 @@ async function turns(backend: LocalBackend): Promise<NonNullable<FriendResult["t
   return { turn1Ms: ttft[0]!, turn20Ms: ttft[19]!, turn20NoReuseMs: cold.stats.firstTokenMs, evaluated, promptTokens20 };
 }
 
+/**
+ * A channel's history of about `tokens` prompt tokens: user lines and Friend's replies, written
+ * out (not generated), so every run and every channel starts from the same window.
+ */
+function history(channel: number, tokens: number): Turn[] {
+  // About 30 tokens a turn on the synthetic vocab.
+  return Array.from({ length: Math.max(1, Math.round(tokens / 30)) }, (_, i) =>
+    turn(i % 2 === 0 ? `User${channel}` : persona.name, `${sentence(channel * 31 + i, 12)} (${i})`),
+  );
+}
+
+function figure(channel: string, turnNo: number, r: { stats: LocalGenerationStats; ms: number; text: string }): TurnFigure {
+  return {
+    channel,
+    turn: turnNo,
+    ttftMs: r.stats.firstTokenMs,
+    promptTokens: r.stats.promptTokens,
+    evaluated: r.stats.evaluatedPromptTokens,
+    restored: r.stats.restoredPromptTokens,
+    generationTps: (r.stats.completionTokens - 1) / ((r.ms - r.stats.firstTokenMs) / 1000),
+    text: r.text,
+  };
+}
+
+/**
+ * Issue 21's scenarios, in one process, on two backends whose turns alternate so that both meet
+ * the same load from elsewhere: `sequences` warm channels on a backend of their own (never
+ * evicted), and `manyChannels` channels taking turns on another with as many sequences, so each
+ * of their turns after the first is a return after eviction. Then a restart of the second
+ * backend (saveState, close, a new one on the same folder), and each side's next turns.
+ */
+async function returning(open: (extra: Partial<LocalBackendOptions>) => Promise<LocalBackend>, job: FriendJob): Promise<ReturningResult> {
+  const rj = job.returning!;
+  const extra: Partial<LocalBackendOptions> = { kvCacheType: rj.kvCacheType, ...(rj.stateDir ? { stateDir: rj.stateDir } : {}) };
+  const warmBackend = await open({ kvCacheType: rj.kvCacheType });
+  let manyBackend = await open(extra);
+  const windows = new Map<string, Turn[]>();
+  const take = async (backend: LocalBackend, channel: string, turnNo: number, index: number): Promise<TurnFigure> => {
+    const window = [...(windows.get(channel) ?? history(index, rj.windowTokens)), turn(`User${index}`, `${sentence(index * 7 + turnNo, 12)} (turn ${turnNo})`)];
+    const r = await generate(backend, request(channel, window, job.genTokens));
+    windows.set(channel, [...window, turn(persona.name, cleanReply(r.text, { personaName: persona.name, cast }) || "hm")]);
+    return figure(channel, turnNo, r);
+  };
+  const warmIds = Array.from({ length: job.sequences }, (_, i) => `warm-${i}`);
+  const manyIds = Array.from({ length: rj.manyChannels }, (_, i) => `many-${i}`);
+  const perWarm = Math.ceil(manyIds.length / warmIds.length);
+  const warm: TurnFigure[] = [];
+  const many: TurnFigure[] = [];
+  const round = async (turnNo: number, manyOf: (i: number) => string[], into: { warm: TurnFigure[]; many: TurnFigure[] }) => {
+    for (const [i, id] of warmIds.entries()) {
+      into.warm.push(await take(warmBackend, id, turnNo, i));
+      for (const m of manyOf(i)) into.many.push(await take(manyBackend, m, turnNo, 100 + manyIds.indexOf(m)));
+    }
+  };
+  const group = (i: number) => manyIds.slice(i * perWarm, (i + 1) * perWarm);
+  for (let t = 1; t <= rj.turnsEach; t++) await round(t, group, { warm, many });
+
+  // The restart: the graceful stop's save, a new backend, and the next turn of the channels that held the sequences.
+  const savedAt = performance.now();
+  await manyBackend.saveState(Date.now() + 120_000);
+  const saveAllMs = performance.now() - savedAt;
+  const savedStates = manyBackend.describe().savedStates;
+  await manyBackend.close();
+  manyBackend = await open(extra);
+  const lastHolders = manyIds.slice(-job.sequences);
+  const after = { warm: [] as TurnFigure[], many: [] as TurnFigure[] };
+  await round(rj.turnsEach + 1, (i) => (lastHolders[i] ? [lastHolders[i]!] : []), after);
+  await manyBackend.close();
+  await warmBackend.close();
+  return { warm, many, afterRestart: after.many, warmAfterRestart: after.warm, savedStates, saveAllMs };
+}
+
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2]!) as FriendJob;
   const options: LocalBackendOptions = {
@@ -141,8 +253,8 @@ async function main(): Promise<void> {
     build: job.build,
   };
   const result: Partial<FriendResult> = {};
-  const open = async (loraPath?: string) => {
-    const backend = new LocalBackend({ ...options, ...(loraPath ? { loraPath } : {}) });
+  const open = async (loraPath?: string, extra: Partial<LocalBackendOptions> = {}) => {
+    const backend = new LocalBackend({ ...options, ...(loraPath ? { loraPath } : {}), ...extra });
     await backend.prepare();
     result.binary ??= backend.describe().binary;
     // Warm-up, as llama-bench does one: the first decode pays for page faults and thread start-up.
@@ -175,6 +287,9 @@ async function main(): Promise<void> {
     const tuned = await open(job.loraPath);
     result.turns = await turns(tuned);
     await tuned.close();
+  }
+  if (job.measure.includes("returning")) {
+    result.returning = await returning((extra) => open(job.loraPath, extra), job);
   }
   result.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
   process.stdout.write(JSON.stringify(result) + "\n");

@@ -9,6 +9,12 @@
  *                        the same bundled source with the same options as Friend's native build,
  *                        and print Friend's figures as ratios of theirs
  *   --sweep              Friend alone with LLAMA_SEQUENCES 1, 2, 4 and context sizes 1024–4096
+ *   --returning          issue 21's warm-channel figures on the Q8_0 model: a channel returning after
+ *                        its sequence was taken, 16 channels on 4 sequences, the first turns after a
+ *                        restart, each against warm channels, with and without saved states, and the
+ *                        q8_0 KV cache against f16 (BENCH_WINDOW: history tokens per channel, default 1000;
+ *                        --channels N: channels taking turns on 4 sequences, default 16; --runs "a;b": only
+ *                        the runs whose names start so, e.g. "saved states, f16")
  *   --build-options      llama-bench alone, built with each candidate set of cmake options
  *                        (native with and without OpenMP, without the llamafile kernels)
  *   --rounds N           alternating rounds (default 3)
@@ -20,13 +26,13 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { findLocalBuild } from "../src/backends/local/llama-build.ts";
 import { TINYLLAMA_SHAPE, writeSyntheticLlama, writeSyntheticLora, type SyntheticWeightType } from "../test/gguf/synthetic-llama.ts";
 import { ensureLlamaTools, llamaBatchedBench, llamaBench, watchProcess, type LlamaTools } from "./llama-cpp-tools.ts";
-import type { FriendJob, FriendResult } from "./local-friend.ts";
+import type { FriendJob, FriendResult, ReturningJob, ReturningResult, TurnFigure } from "./local-friend.ts";
 
 const CACHE = resolve(import.meta.dirname, ".cache");
 const threads = Number(process.env.LLAMA_THREADS) || availableParallelism();
@@ -365,7 +371,113 @@ async function buildOptions(): Promise<void> {
   console.log(JSON.stringify(results));
 }
 
-if (flag("--vs-llama-cpp")) await vsLlamaCpp();
+/** Bytes per token of the saved states in a folder, from their records. */
+function stateBytesPerToken(dir: string): number | undefined {
+  let bytes = 0;
+  let tokens = 0;
+  for (const key of existsSync(dir) ? readdirSync(dir) : []) {
+    for (const f of readdirSync(join(dir, key)).filter((n) => n.endsWith(".json"))) {
+      const record = JSON.parse(readFileSync(join(dir, key, f), "utf8")) as { bytes: number; tokens: number[] };
+      bytes += record.bytes;
+      tokens += record.tokens.length;
+    }
+  }
+  return tokens > 0 ? bytes / tokens : undefined;
+}
+
+async function returningBench(): Promise<void> {
+  const rounds = Number(arg("--rounds")) || 1;
+  const type = (arg("--types") ?? "q8_0").split(",")[0] as SyntheticWeightType;
+  const build: Binary = (arg("--binaries")?.split(",")[0] as Binary | undefined) ?? (findLocalBuild() ? "native" : "prebuilt");
+  const windowTokens = Number(process.env.BENCH_WINDOW) || 1000;
+  const many = Number(arg("--channels")) || 16;
+  const files = models([type]);
+  // Long enough for a 1,000-token history, five turns and the replies.
+  const contextSize = 2048;
+  type Run = { name: string; returning: Omit<ReturningJob, "stateDir">; saved: boolean };
+  const runs: Run[] = ([
+    { name: "saved states, f16 KV", returning: { kvCacheType: "f16", windowTokens, manyChannels: many, turnsEach: 5 }, saved: true },
+    // Without saved states every return evaluates the whole window: 5 channels and 3 turns show it.
+    { name: "no saved states, f16 KV", returning: { kvCacheType: "f16", windowTokens, manyChannels: SEQUENCES + 1, turnsEach: 3 }, saved: false },
+    { name: "saved states, q8_0 KV", returning: { kvCacheType: "q8_0", windowTokens, manyChannels: SEQUENCES + 1, turnsEach: 3 }, saved: true },
+    // --runs "name;name": only the runs whose names start so (the names hold commas).
+  ] satisfies Run[]).filter((r) => !arg("--runs") || arg("--runs")!.split(";").some((n) => r.name.startsWith(n.trim())));
+  const results: Array<{ run: string; round: number; load: number; busy: number; othersBusy: number; r: ReturningResult; bytesPerToken?: number; peakRssMiB: number }> = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const run of round % 2 ? runs : [...runs].reverse()) {
+      const stateDir = join(CACHE, `states-${process.pid}-${round}-${results.length}`);
+      rmSync(stateDir, { recursive: true, force: true });
+      const { load, busy } = await quietEnough();
+      const started = performance.now();
+      const out = await friend({
+        modelPath: files.model[type]!,
+        build,
+        threads,
+        contextSize,
+        sequences: SEQUENCES,
+        measure: ["returning"],
+        genTokens: 16,
+        reps: 1,
+        returning: { ...run.returning, ...(run.saved ? { stateDir } : {}) },
+      });
+      const bytesPerToken = stateBytesPerToken(stateDir);
+      rmSync(stateDir, { recursive: true, force: true });
+      console.error(`[round ${round}] ${run.name}: ${r1((performance.now() - started) / 1000)} s, load ${load}, others busy ${busy} before, ${out.othersBusy} during`);
+      results.push({ run: run.name, round, load, busy, othersBusy: out.othersBusy, r: out.returning!, bytesPerToken, peakRssMiB: out.peakRssMiB });
+    }
+  }
+
+  const ms = (n: number) => `${Math.round(n)} ms`;
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const later = (fs: readonly TurnFigure[]) => fs.filter((f) => f.turn > 1);
+  const lines: string[] = [`
+Returning channels (${type} model, ${build} binary, ${threads} threads, ${SEQUENCES} sequences × ${contextSize}, history ≈ ${windowTokens} tokens a channel, ${rounds} round(s); medians over rounds):`];
+  const summary: Record<string, unknown> = { machine: { cpus: availableParallelism(), threads, node: process.version }, type, build, windowTokens, rounds };
+  for (const run of runs) {
+    const rs = results.filter((x) => x.run === run.name);
+    const fig = (f: (r: ReturningResult) => number) => median(rs.map((x) => f(x.r)));
+    const warmMs = fig((r) => median(later(r.warm).map((f) => f.ttftMs)));
+    const out = {
+      coldMs: fig((r) => median(r.warm.filter((f) => f.turn === 1).map((f) => f.ttftMs))),
+      coldPromptTokens: fig((r) => median(r.warm.filter((f) => f.turn === 1).map((f) => f.promptTokens))),
+      warmMs,
+      warmEvaluated: fig((r) => median(later(r.warm).map((f) => f.evaluated))),
+      returnMs: fig((r) => median(later(r.many).map((f) => f.ttftMs))),
+      returnPromptTokens: fig((r) => median(later(r.many).map((f) => f.promptTokens))),
+      returnEvaluated: fig((r) => median(later(r.many).map((f) => f.evaluated))),
+      returnOverWarm: r2(fig((r) => median(later(r.many).map((f) => f.ttftMs)) / median(later(r.warm).map((f) => f.ttftMs)))),
+      manyOverFour: r2(fig((r) => mean(later(r.many).map((f) => f.ttftMs)) / mean(later(r.warm).map((f) => f.ttftMs)))),
+      manyAllTurnsOverFour: r2(fig((r) => mean(r.many.map((f) => f.ttftMs)) / mean(r.warm.map((f) => f.ttftMs)))),
+      restartMs: fig((r) => median(r.afterRestart.map((f) => f.ttftMs))),
+      restartEvaluated: fig((r) => median(r.afterRestart.map((f) => f.evaluated))),
+      restartOverWarm: r2(fig((r) => median(r.afterRestart.map((f) => f.ttftMs)) / median(r.warmAfterRestart.map((f) => f.ttftMs)))),
+      generationTps: fig((r) => median(r.warm.map((f) => f.generationTps))),
+      saveAllMs: fig((r) => r.saveAllMs),
+      savedStates: rs[0]!.r.savedStates,
+      bytesPerToken: rs[0]!.bytesPerToken,
+      peakRssMiB: Math.max(...rs.map((x) => x.peakRssMiB)),
+      load: rs.map((x) => `${x.load} (others ${Math.round(x.busy * 100)}% before, ${Math.round(x.othersBusy * 100)}% during)`),
+      firstReplies: rs[0]!.r.warm.filter((f) => f.turn === 1).map((f) => f.text),
+    };
+    const channels = run.returning.manyChannels;
+    summary[run.name] = out;
+    lines.push(`  ${run.name}:`);
+    lines.push(`    cold (whole history, ${out.coldPromptTokens} tokens) ${ms(out.coldMs)}; warm (turns 2–5, ${out.warmEvaluated} tokens evaluated) ${ms(out.warmMs)}`);
+    lines.push(`    returning after eviction (turns 2–${run.returning.turnsEach} of ${channels} channels on ${SEQUENCES} sequences): median ${ms(out.returnMs)} = ${out.returnOverWarm}× warm (${out.returnEvaluated} of ${out.returnPromptTokens} tokens evaluated)`);
+    lines.push(`    mean time to first token, ${channels} channels on ${SEQUENCES} against 4 on 4: ${out.manyOverFour}× (turns 2–${run.returning.turnsEach}), ${out.manyAllTurnsOverFour}× (all turns)`);
+    lines.push(`    first turn after a restart: ${ms(out.restartMs)} = ${out.restartOverWarm}× warm (${out.restartEvaluated} tokens evaluated); saving ${SEQUENCES} channels at the stop took ${ms(out.saveAllMs)}`);
+    lines.push(`    generation ${r1(out.generationTps)} tok/s; peak RSS ${out.peakRssMiB} MiB${out.bytesPerToken ? `; state ${r1(out.bytesPerToken / 1024)} KiB a token` : ""}${out.savedStates ? `; ${out.savedStates.files} states, ${r1(out.savedStates.bytes / 2 ** 20)} MiB of ${r1(out.savedStates.budgetBytes / 2 ** 20)} MiB` : ""}`);
+    lines.push(`    load: ${out.load.join(" / ")}`);
+  }
+  const f16 = summary["saved states, f16 KV"] as { firstReplies: string[] } | undefined;
+  const q8 = summary["saved states, q8_0 KV"] as { firstReplies: string[] } | undefined;
+  if (f16 && q8) lines.push(`  q8_0 KV against f16 KV: ${f16.firstReplies.filter((t, i) => t === q8.firstReplies[i]).length} of ${f16.firstReplies.length} first replies (16 greedy tokens) identical`);
+  console.log(JSON.stringify(summary, null, 2));
+  console.error(lines.join("\n"));
+}
+
+if (flag("--returning")) await returningBench();
+else if (flag("--vs-llama-cpp")) await vsLlamaCpp();
 else if (flag("--build-options")) await buildOptions();
 else if (flag("--sweep")) await sweep();
 else await friendOnly();

@@ -39,7 +39,10 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
     await engine.close(0);
     throw err;
   }
-  const metrics = new FriendMetrics(() => conversation.queueDepth);
+  const metrics = new FriendMetrics(
+    () => conversation.queueDepth,
+    () => backends.created().find((b) => b.name === "local")?.describe().savedStates,
+  );
   const bot: FriendBot = new FriendBot({
     config,
     conversation,

@@ -21,7 +21,10 @@ export interface Engine {
   store: SqliteStore;
   backends: Backends;
   conversation: Conversation;
-  /** Lets replies in flight finish for up to `graceMs`, then releases the backends and the store. */
+  /**
+   * Lets replies in flight finish for up to `graceMs`, saving the local channels' KV states
+   * meanwhile, then releases the backends and the store.
+   */
   close(graceMs: number): Promise<void>;
 }
 
@@ -49,7 +52,11 @@ export function createEngine(config: Config, logger: Logger, parts: EngineParts 
     backends,
     conversation,
     async close(graceMs) {
+      // Within the same grace: a restart then finds the channels warm (the most recently answered first).
+      const deadlineAt = Date.now() + graceMs;
+      const saving = Promise.allSettled(backends.created().map((b) => b.saveState?.(deadlineAt)));
       await conversation.close(graceMs);
+      await saving;
       await backends.close();
       store.close();
     },

@@ -1,9 +1,10 @@
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
 import { z } from "zod";
 import { BACKEND_NAMES } from "../core/backend.ts";
 import { parseModelSource } from "../core/model-source.ts";
-import { LLAMA_BUILDS, LOCAL_DEFAULTS, type LlamaBuildChoice } from "./local-defaults.ts";
+import { KV_CACHE_TYPES, LLAMA_BUILDS, LOCAL_BOUNDS, LOCAL_DEFAULTS, type KvCacheType, type LlamaBuildChoice } from "./local-defaults.ts";
 import { ConfigError, formatIssues } from "./errors.ts";
 import { loadSettings, type Settings } from "./settings.ts";
 
@@ -36,6 +37,8 @@ const int = (min: number, max: number) =>
     .min(min, `must be at least ${min}`)
     .max(max, `must be at most ${max}`);
 
+const bounded = (name: keyof typeof LOCAL_BOUNDS) => int(LOCAL_BOUNDS[name].min, LOCAL_BOUNDS[name].max);
+
 /** Every environment variable Friend reads. The README's table is written from this. */
 const envSchema = z.object({
   DISCORD_TOKEN: optional(z.string()),
@@ -54,12 +57,19 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LLAMA_MODEL_PATH: optional(modelSource),
   LLAMA_LORA_PATH: z.literal("").or(modelSource).optional(),
-  LLAMA_LORA_SCALE: z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0").max(10, "must be at most 10").default(LOCAL_DEFAULTS.loraScale),
-  LLAMA_THREADS: int(1, 1024).default(availableParallelism()),
-  LLAMA_GPU_LAYERS: z.union([z.literal("auto"), int(0, 10_000)], { error: "must be auto or a number of layers" }).default(LOCAL_DEFAULTS.gpuLayers),
-  LLAMA_CONTEXT_SIZE: int(256, 1_048_576).default(LOCAL_DEFAULTS.contextSize),
-  LLAMA_SEQUENCES: int(1, 64).default(LOCAL_DEFAULTS.sequences),
-  LLAMA_LOAD_TIMEOUT_S: int(1, 86_400).default(LOCAL_DEFAULTS.loadTimeoutS),
+  LLAMA_LORA_SCALE: z.coerce
+    .number({ error: "must be a number" })
+    .min(LOCAL_BOUNDS.loraScale.min, `must be at least ${LOCAL_BOUNDS.loraScale.min}`)
+    .max(LOCAL_BOUNDS.loraScale.max, `must be at most ${LOCAL_BOUNDS.loraScale.max}`)
+    .default(LOCAL_DEFAULTS.loraScale),
+  LLAMA_THREADS: bounded("threads").default(availableParallelism()),
+  LLAMA_GPU_LAYERS: z.union([z.literal("auto"), bounded("gpuLayers")], { error: "must be auto or a number of layers" }).default(LOCAL_DEFAULTS.gpuLayers),
+  LLAMA_CONTEXT_SIZE: bounded("contextSize").default(LOCAL_DEFAULTS.contextSize),
+  LLAMA_SEQUENCES: bounded("sequences").default(LOCAL_DEFAULTS.sequences),
+  LLAMA_LOAD_TIMEOUT_S: bounded("loadTimeoutS").default(LOCAL_DEFAULTS.loadTimeoutS),
+  LLAMA_STATE_CACHE_MB: bounded("stateCacheMb").default(LOCAL_DEFAULTS.stateCacheMb),
+  LLAMA_STATE_DIR: optional(z.string().min(1)),
+  LLAMA_KV_CACHE_TYPE: z.enum(KV_CACHE_TYPES, { error: `must be one of ${KV_CACHE_TYPES.join(", ")}` }).default(LOCAL_DEFAULTS.kvCacheType),
   LLAMA_DOWNLOAD_STALL_S: int(1, 86_400).default(LOCAL_DEFAULTS.downloadStallS),
   LLAMA_DOWNLOAD_TIMEOUT_S: int(1, 7 * 86_400).default(LOCAL_DEFAULTS.downloadTimeoutS),
   HF_TOKEN: optional(z.string()),
@@ -88,6 +98,11 @@ export interface LocalModelConfig {
   downloadStallMs: number;
   /** The longest a whole download may take. */
   downloadTimeoutMs: number;
+  /** LLAMA_STATE_CACHE_MB: disk for saved channel states, in MiB; 0 saves none. */
+  stateCacheMb: number;
+  /** LLAMA_STATE_DIR: where saved channel states go; undefined saves none (the database is `:memory:`). */
+  stateDir?: string;
+  kvCacheType: KvCacheType;
   /** HF_TOKEN, for gated Hugging Face repositories; a secret. */
   huggingFaceToken?: string;
   /** Not from the environment (tests set them): where downloads go, and the Hugging Face endpoint. */
@@ -184,6 +199,10 @@ export function loadConfig(
       loadTimeoutMs: e.LLAMA_LOAD_TIMEOUT_S * 1000,
       downloadStallMs: e.LLAMA_DOWNLOAD_STALL_S * 1000,
       downloadTimeoutMs: e.LLAMA_DOWNLOAD_TIMEOUT_S * 1000,
+      stateCacheMb: e.LLAMA_STATE_CACHE_MB,
+      // Next to the database by default: a database kept in memory keeps no states on disk either.
+      stateDir: e.LLAMA_STATE_DIR ?? (e.FRIEND_DB_PATH === ":memory:" ? undefined : join(dirname(e.FRIEND_DB_PATH), LOCAL_DEFAULTS.stateDirName)),
+      kvCacheType: e.LLAMA_KV_CACHE_TYPE,
       huggingFaceToken: e.HF_TOKEN,
       build: e.LLAMA_BUILD,
     },

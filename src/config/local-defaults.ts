@@ -20,7 +20,31 @@ export const LOCAL_DEFAULTS = {
   downloadStallS: 60,
   /** LLAMA_DOWNLOAD_TIMEOUT_S: 4.1 GB at 5 Mbit/s takes under 2 hours; a stopped download resumes on the next attempt. */
   downloadTimeoutS: 3 * 3600,
+  /** LLAMA_STATE_CACHE_MB: disk kept for channels' saved KV states; 0 saves none. */
+  stateCacheMb: 2048,
+  /** LLAMA_STATE_DIR when unset: this folder next to the database, so the volume that keeps one keeps both. */
+  stateDirName: "llama-state",
+  /** LLAMA_KV_CACHE_TYPE: llama.cpp's own default; q8_0 halves the KV cache (docs/PERFORMANCE.md). */
+  kvCacheType: "f16",
 } as const;
+
+/**
+ * The range of each numeric setting: the config validates the environment against these, and
+ * LocalBackend its options (a bench or test builds one directly), so both refuse the same values.
+ */
+export const LOCAL_BOUNDS = {
+  loraScale: { min: 0, max: 10 },
+  threads: { min: 1, max: 1024 },
+  gpuLayers: { min: 0, max: 10_000 },
+  contextSize: { min: 256, max: 1_048_576 },
+  sequences: { min: 1, max: 64 },
+  loadTimeoutS: { min: 1, max: 86_400 },
+  stateCacheMb: { min: 0, max: 16 * 1024 * 1024 },
+} as const satisfies Record<string, { min: number; max: number }>;
+
+/** LLAMA_KV_CACHE_TYPE: the KV cache's element type (node-llama-cpp's experimentalKvCacheKeyType/ValueType). */
+export const KV_CACHE_TYPES = ["f16", "q8_0"] as const;
+export type KvCacheType = (typeof KV_CACHE_TYPES)[number];
 
 /** LLAMA_BUILD: node-llama-cpp's prebuilt binary, or the build `npm run build:llama` made for this machine. */
 export const LLAMA_BUILDS = ["prebuilt", "native"] as const;

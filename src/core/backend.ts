@@ -50,8 +50,18 @@ export interface Backend {
    * through the reply cleaner. Stops promptly when `request.signal` aborts. Throws BackendError.
    */
   generate(request: GenerateRequest): AsyncGenerator<string, GenerationStats | void, undefined>;
-  /** Forgets any per-channel state (the local KV cache); the window itself lives elsewhere. */
+  /**
+   * Forgets any per-channel state (the local KV cache, in memory and saved on disk); the window
+   * itself lives elsewhere. Call it whenever the start of a channel's window changes other than by
+   * new turns: /reset, a forgotten or deleted message.
+   */
   resetChannel?(channelId: string): void;
+  /**
+   * Saves per-channel state that a restart would lose (the local KV caches), the most recently
+   * answered channels first, until `deadlineAt` (ms since the epoch). Called when a graceful stop
+   * begins, alongside the replies in flight; a channel still generating is saved once it is done.
+   */
+  saveState?(deadlineAt: number): Promise<void>;
   /** Loads what must be loaded before the first reply; safe to call more than once. */
   prepare?(): Promise<void>;
   close(): Promise<void>;
@@ -67,6 +77,8 @@ export interface BackendInfo {
    * /model reply. `text` is e.g. "downloading 37% of model.gguf (1.5 GB of 4.1 GB)".
    */
   progress?: { step: "downloading" | "importing" | "loading"; text: string };
+  /** Channels' saved KV states on disk (local, once loaded, when saving is on): how many, their size and the budget. */
+  savedStates?: { files: number; bytes: number; budgetBytes: number };
   /** The inference binary, once loaded (local: which llama.cpp build runs, e.g. "native build (cpu, GGML_NATIVE=ON)"). */
   binary?: string;
 }

@@ -19,9 +19,25 @@ export class FriendMetrics {
   readonly #storeErrors = new Counter({ name: "friend_store_errors_total", help: "Database writes that failed (Friend carried on)", registers: [this.registry] });
   readonly #localTps = new Gauge({ name: "friend_local_tokens_per_second", help: "Generation speed of the last local reply", registers: [this.registry] });
 
-  /** `queueDepth` is read at each scrape, never per message. */
-  constructor(queueDepth: () => number) {
+  /** `queueDepth` and `savedStates` (the local backend's, once loaded) are read at each scrape, never per message. */
+  constructor(queueDepth: () => number, savedStates: () => { files: number; bytes: number } | undefined = () => undefined) {
     collectDefaultMetrics({ register: this.registry, prefix: "friend_" });
+    new Gauge({
+      name: "friend_local_saved_states",
+      help: "Channels' KV states saved on disk by the local backend",
+      registers: [this.registry],
+      collect() {
+        this.set(savedStates()?.files ?? 0);
+      },
+    });
+    new Gauge({
+      name: "friend_local_saved_state_bytes",
+      help: "Disk used by the saved channel KV states",
+      registers: [this.registry],
+      collect() {
+        this.set(savedStates()?.bytes ?? 0);
+      },
+    });
     new Gauge({
       name: "friend_queue_depth",
       help: "Messages waiting for a reply",

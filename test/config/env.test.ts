@@ -42,6 +42,39 @@ describe("loadConfig", () => {
     expect(problems({ ...good, FRIEND_RETENTION_DAYS: value }).join("\n")).toMatch(message);
   });
 
+  it("saved channel states: 2048 MiB next to the database by default, none for a database in memory", () => {
+    const config = loadConfig(good);
+    expect(config.local.stateCacheMb).toBe(2048);
+    expect(config.local.stateDir).toBe(join("data", "llama-state"));
+    expect(config.local.kvCacheType).toBe("f16");
+    expect(loadConfig({ ...good, FRIEND_DB_PATH: "/srv/friend/db.sqlite" }).local.stateDir).toBe("/srv/friend/llama-state");
+    expect(loadConfig({ ...good, FRIEND_DB_PATH: ":memory:" }).local.stateDir).toBeUndefined();
+    expect(loadConfig({ ...good, FRIEND_DB_PATH: ":memory:", LLAMA_STATE_DIR: "/tmp/states" }).local.stateDir).toBe("/tmp/states");
+    expect(loadConfig({ ...good, LLAMA_STATE_CACHE_MB: "0", LLAMA_KV_CACHE_TYPE: "q8_0" }).local).toMatchObject({ stateCacheMb: 0, kvCacheType: "q8_0" });
+    expect(problems({ ...good, LLAMA_KV_CACHE_TYPE: "q4_0", LLAMA_STATE_CACHE_MB: "-1" }).join("\n")).toMatch(/LLAMA_KV_CACHE_TYPE: must be one of f16, q8_0[\s\S]*LLAMA_STATE_CACHE_MB: must be at least 0|LLAMA_STATE_CACHE_MB: must be at least 0[\s\S]*LLAMA_KV_CACHE_TYPE: must be one of f16, q8_0/);
+  });
+
+  it("the config and LocalBackend refuse the same out-of-range values (one source of bounds)", async () => {
+    const { LocalBackend } = await import("../../src/backends/local.ts");
+    const { LOCAL_BOUNDS } = await import("../../src/config/local-defaults.ts");
+    const cases = [
+      ["LLAMA_CONTEXT_SIZE", "contextSize", LOCAL_BOUNDS.contextSize],
+      ["LLAMA_SEQUENCES", "sequences", LOCAL_BOUNDS.sequences],
+      ["LLAMA_THREADS", "threads", LOCAL_BOUNDS.threads],
+      ["LLAMA_STATE_CACHE_MB", "stateCacheMb", LOCAL_BOUNDS.stateCacheMb],
+    ] as const;
+    for (const [variable, option, bounds] of cases) {
+      for (const value of [bounds.min - 1, bounds.max + 1]) {
+        expect(problems({ ...good, [variable]: String(value) }).join()).toContain(variable);
+        expect(() => new LocalBackend({ modelPath: "m.gguf", [option]: value })).toThrow(option);
+      }
+      for (const value of [bounds.min, bounds.max]) {
+        expect(loadConfig({ ...good, [variable]: String(value) }).local[option]).toBe(value);
+        expect(() => new LocalBackend({ modelPath: "m.gguf", [option]: value })).not.toThrow();
+      }
+    }
+  });
+
   it("parses lists, numbers and flags", () => {
     const config = loadConfig({
       ...good,

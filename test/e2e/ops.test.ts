@@ -35,6 +35,9 @@ describe("health and metrics", () => {
     expect(metricValue(text, 'friend_reply_latency_seconds_count{backend="openai"}')).toBe(1);
     expect(text).toContain("friend_queue_depth");
     expect(text).toContain("friend_local_tokens_per_second");
+    // No local model was loaded: no channel states are saved.
+    expect(metricValue(text, "friend_local_saved_states")).toBe(0);
+    expect(metricValue(text, "friend_local_saved_state_bytes")).toBe(0);
     expect(text).toContain("friend_process_resident_memory_bytes");
 
     // The database going away makes Friend unhealthy.

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -95,6 +95,39 @@ describe("restarts keep Friend the same friend", () => {
     await eventually(() => discord.botMessages(localChannel)[0]?.content === "Oh, I don't know.", "the local answer", 20_000);
     expect(openai.requests).toHaveLength(requestsBefore);
   }, 180_000); // two process starts, each compiling the TypeScript sources, on a busy 2-core machine
+
+  it("after SIGTERM, a local channel's KV state is saved, and its first reply after the restart loads it instead of evaluating the window", async () => {
+    const { discord, env, start, dbPath } = await setup();
+    const localChannel = discord.channelIds[0]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
+    (env as Record<string, string>).LOG_LEVEL = "debug";
+
+    const first = await start();
+    const switched = discord.sendInteraction({ channelId: localChannel, user: alice, name: "model", options: [{ name: "backend", type: 3, value: "local" }], permissions: MANAGE_CHANNELS });
+    await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/${switched.token}/messages/@original`) && /Switched/.test(c.body.content), 20_000);
+    discord.sendMessage({ channelId: localChannel, author: alice, ...mention("hi local") });
+    await eventually(() => discord.botMessages(localChannel)[0]?.content === "Oh, I don't know.", "the local answer", 20_000);
+    first.child.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+    // Saved next to the database, under the key of the model, context and binary.
+    const stateDir = join(dbPath, "..", "llama-state");
+    expect(readdirSync(stateDir).flatMap((key) => readdirSync(join(stateDir, key))).filter((f) => f.endsWith(".state"))).toHaveLength(1);
+
+    const second = await start();
+    discord.sendMessage({ channelId: localChannel, author: alice, ...mention("and now?") });
+    await eventually(() => discord.botMessages(localChannel).length === 2, "the answer after the restart", 20_000);
+    // The channel's state came from disk: everything it held is a prefix of the new prompt.
+    const restored = second
+      .output()
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((l) => l.msg === "channel state restored");
+    expect(restored?.channelId).toBe(localChannel);
+    expect(restored?.shared).toBe(restored?.tokens);
+    expect(Number(restored?.tokens)).toBeGreaterThan(0);
+  }, 180_000);
 
   it("after SIGKILL mid-reply: the next start answers the message exactly once, completing the reply begun", async () => {
     const { discord, openai, start } = await setup();

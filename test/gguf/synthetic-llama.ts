@@ -76,8 +76,11 @@ function syntheticVocab(size: number): { tokens: string[]; types: number[]; scor
   return { tokens, types, scores: tokens.map((t, i) => (types[i] === 1 ? t.length : 0)) };
 }
 
-/** Writes the synthetic model; returns the file size in bytes. The same seeds give the same weights in either type. */
-export function writeSyntheticLlama(path: string, shape: LlamaShape = TINYLLAMA_SHAPE, weights: SyntheticWeightType = "f16"): number {
+/**
+ * Writes the synthetic model; returns the file size in bytes. The same seeds give the same weights
+ * in either type; another `firstSeed` gives a model of the same layout and size with other weights.
+ */
+export function writeSyntheticLlama(path: string, shape: LlamaShape = TINYLLAMA_SHAPE, weights: SyntheticWeightType = "f16", firstSeed = 1): number {
   const { embedding: E, feedForward: FF, vocab: V } = shape;
   const headDim = E / shape.heads;
   const kvDim = headDim * shape.kvHeads;
@@ -104,7 +107,7 @@ export function writeSyntheticLlama(path: string, shape: LlamaShape = TINYLLAMA_
   gguf.u32("tokenizer.ggml.unknown_token_id", 0);
   gguf.bool("tokenizer.ggml.add_bos_token", true);
 
-  let seed = 1;
+  let seed = firstSeed;
   const random = (fanIn: number, gain = 1) => uniform(seed++, gain / Math.sqrt(fanIn));
   // The projections back into the residual stream are scaled by 1/√(2·layers), as GPT-2 initialises
   // them. Without it the residual grows layer by layer until F16 activations run into slow
@@ -133,7 +136,7 @@ export function writeSyntheticLlama(path: string, shape: LlamaShape = TINYLLAMA_
  * Writes a LoRA adapter of the given rank on every layer's q/k/v/o, as the Friends adapter was
  * trained (PEFT r 16, alpha 16, target q/k/v/o). Returns the file size in bytes.
  */
-export function writeSyntheticLora(path: string, shape: LlamaShape = TINYLLAMA_SHAPE, rank = 16): number {
+export function writeSyntheticLora(path: string, shape: LlamaShape = TINYLLAMA_SHAPE, rank = 16, firstSeed = 1000): number {
   const E = shape.embedding;
   const kvDim = (E / shape.heads) * shape.kvHeads;
   const gguf = new GgufWriter();
@@ -142,7 +145,7 @@ export function writeSyntheticLora(path: string, shape: LlamaShape = TINYLLAMA_S
   gguf.string("general.name", "friend-synthetic-lora");
   gguf.string("adapter.type", "lora");
   gguf.f32("adapter.lora.alpha", rank);
-  let seed = 1000;
+  let seed = firstSeed;
   for (let l = 0; l < shape.layers; l++) {
     for (const [name, out] of [["attn_q", E], ["attn_k", kvDim], ["attn_v", kvDim], ["attn_output", E]] as const) {
       gguf.tensor(`blk.${l}.${name}.weight.lora_a`, [E, rank], "f16", uniform(seed++, 1 / Math.sqrt(E)));

@@ -97,3 +97,48 @@ describe("ChannelSlots", () => {
     b.release();
   });
 });
+
+describe("ChannelSlots: which sequence is given up", () => {
+  // Each sequence's cost to rebuild, e.g. its tokens not saved on disk.
+  const costs = new Map<string, number>();
+  const slotsWithCosts = (names: string[]) => new ChannelSlots(names, (slot) => costs.get(slot.sequence) ?? 0);
+
+  it.each([
+    ["the cheapest, even when used more recently", { s1: 900, s2: 30 }, "s2"],
+    ["the least recently used among equal costs", { s1: 50, s2: 50 }, "s1"],
+    ["one whose state is saved in full (cost 0) before any unsaved one", { s1: 400, s2: 0 }, "s2"],
+  ] as const)("%s", async (_name, cost, taken) => {
+    for (const [k, v] of Object.entries(cost)) costs.set(k, v);
+    const slots = slotsWithCosts(["s1", "s2"]);
+    (await slots.acquire("A")).release(); // s1, least recently used
+    (await slots.acquire("B")).release(); // s2
+    const c = await slots.acquire("C");
+    expect(c.slot.sequence).toBe(taken);
+    // The lease names whose state it took, so it can be saved before the sequence is cleared.
+    expect(c.evicted?.channelId).toBe(taken === "s1" ? "A" : "B");
+  });
+
+  it("a sequence nobody holds is taken first, and its lease names no evicted channel", async () => {
+    costs.set("s1", 5).set("s2", 5);
+    const slots = slotsWithCosts(["s1", "s2"]);
+    (await slots.acquire("A")).release();
+    const b = await slots.acquire("B");
+    expect(b.slot.sequence).toBe("s2");
+    expect(b.evicted).toBeUndefined();
+  });
+
+  it("acquireOwn waits for the channel's own busy sequence, and gives null to a channel that holds none", async () => {
+    const slots = new ChannelSlots(["s1", "s2"]);
+    const a = await slots.acquire("A");
+    (await slots.acquire("B")).release();
+    expect(slots.holders()).toEqual(["B", "A"]); // the idle first
+    const own = slots.acquireOwn("A");
+    let settled = false;
+    void own.then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    a.release();
+    expect((await own)?.slot.sequence).toBe("s1");
+    expect(await slots.acquireOwn("nobody")).toBeNull();
+  });
+});

@@ -203,30 +203,37 @@ describe("channels and sequences", () => {
     expect(again.stats.evaluatedPromptTokens).toBeLessThan(20);
   });
 
-  it("more channels than sequences: the least recently used sequence is cleared and reassigned", async () => {
+  it("more channels than sequences: among equally costly sequences, the least recently used is cleared and reassigned", async () => {
     const b = backend({ sequences: 2 });
-    const say = async (channel: string, author: string) => {
-      const turns = [turn(author, "hi")];
-      const out = await collect(b.generate(request(channel, turns, { stop: stopFor(turns) })));
-      expect(clean(out.text, turns)).toBe("Oh, I don't know.");
-      return out.stats;
-    };
-    const same = async (channel: string, turns: ReturnType<typeof turn>[]) =>
-      (await collect(b.generate(request(channel, turns, { stop: stopFor(turns) })))).stats;
+    // The same prompt in every channel: every sequence costs the same to rebuild, so age decides.
+    const turns = [turn("Alice", "hi")];
+    const same = async (channel: string) => (await collect(b.generate(request(channel, turns, { stop: stopFor(turns) })))).stats;
 
-    const aTurns = [turn("Alice", "hi")];
-    const cTurns = [turn("Carol", "hi")];
-    await same("A", aTurns); // A → sequence 1
-    await say("B", "Bob"); // B → sequence 2
-    const c = await same("C", cTurns); // C takes A's sequence, the least recently used
+    await same("A"); // A → sequence 1
+    await same("B"); // B → sequence 2
+    const c = await same("C"); // C takes A's sequence, the least recently used
     expect(c.evaluatedPromptTokens).toBe(c.promptTokens);
     // C's cache is its own: repeating its prompt evaluates one token.
-    expect((await same("C", cTurns)).evaluatedPromptTokens).toBe(1);
+    expect((await same("C")).evaluatedPromptTokens).toBe(1);
     // A lost its sequence, and gets B's (now the least recently used) with a cleared cache.
-    const a = await same("A", aTurns);
+    const a = await same("A");
     expect(a.evaluatedPromptTokens).toBe(a.promptTokens);
     // C was untouched by A's return.
-    expect((await same("C", cTurns)).evaluatedPromptTokens).toBe(1);
+    expect((await same("C")).evaluatedPromptTokens).toBe(1);
+  });
+
+  it("more channels than sequences: the sequence cheapest to rebuild goes first, even if used more recently", async () => {
+    const b = backend({ sequences: 2 });
+    const long = [turn("Alice", "hi"), turn(persona.name, "Oh, I don't know."), turn("Alice", "so what do you think about the new coffee place downtown?")];
+    const short = [turn("Bob", "hi")];
+    const run = async (channel: string, turns: ReturnType<typeof turn>[]) => (await collect(b.generate(request(channel, turns, { stop: stopFor(turns) })))).stats;
+
+    await run("long", long); // least recently used, but many tokens to rebuild
+    await run("short", short);
+    await run("other", short); // takes the short channel's sequence
+    expect((await run("long", long)).evaluatedPromptTokens).toBe(1);
+    const back = await run("short", short);
+    expect(back.evaluatedPromptTokens).toBe(back.promptTokens);
   });
 });
 

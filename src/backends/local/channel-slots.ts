@@ -1,8 +1,9 @@
 /**
  * Which context sequence serves which channel. A context has a fixed number of sequences (each
  * with its own KV cache); channels borrow them. A channel keeps its sequence between turns so its
- * cache can be reused; when more channels are active than there are sequences, the least recently
- * used idle one is taken over, and the new owner must clear it first.
+ * cache can be reused. When more channels are active than there are sequences, an idle one is
+ * taken over (never one that is generating): the one cheapest to rebuild, the least recently used
+ * among equals. Its new owner saves the old owner's state, if it is worth saving, and clears it.
  */
 
 /** One sequence and what it currently holds. */
@@ -21,6 +22,8 @@ export interface Lease<S> {
   slot: Slot<S>;
   /** True when the slot was taken from another channel (or was empty): clear its state before use. */
   reassigned: boolean;
+  /** The channel the slot was taken from, with what it held: its state may be saved before clearing. */
+  evicted?: { channelId: string; firstTurnAt?: number };
   release(): void;
 }
 
@@ -29,7 +32,14 @@ export class ChannelSlots<S> {
   private clock = 0;
   private waiters: Array<() => void> = [];
 
-  constructor(sequences: readonly S[]) {
+  /**
+   * `rebuildCost`: what giving up a slot's state would cost, e.g. the tokens it holds that are not
+   * saved anywhere. Default: nothing, so the least recently used goes.
+   */
+  constructor(
+    sequences: readonly S[],
+    private readonly rebuildCost: (slot: Slot<S>) => number = () => 0,
+  ) {
     if (sequences.length === 0) throw new Error("ChannelSlots needs at least one sequence");
     this.slots = sequences.map((sequence) => ({ sequence, channelId: null, lastUsed: -1, busy: false }));
   }
@@ -56,6 +66,28 @@ export class ChannelSlots<S> {
     }
   }
 
+  /**
+   * Borrows the channel's own sequence, waiting while it is busy; null when the channel holds none
+   * (it was never here, or its sequence went to another channel meanwhile).
+   */
+  async acquireOwn(channelId: string, signal?: AbortSignal): Promise<Lease<S> | null> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const own = this.slots.find((s) => s.channelId === channelId);
+      if (!own) return null;
+      if (!own.busy) return this.lease(own, false);
+      await this.waitForRelease(signal);
+    }
+  }
+
+  /** The channels holding a sequence: the idle ones first, each group the most recently used first. */
+  holders(): string[] {
+    return this.slots
+      .filter((s) => s.channelId !== null)
+      .sort((a, b) => Number(a.busy) - Number(b.busy) || b.lastUsed - a.lastUsed)
+      .map((s) => s.channelId!);
+  }
+
   /** Forgets the channel's state: its sequence will be cleared before anyone uses it again. */
   forget(channelId: string): void {
     for (const slot of this.slots) {
@@ -70,23 +102,29 @@ export class ChannelSlots<S> {
   private tryAcquire(channelId: string): Lease<S> | null {
     const own = this.slots.find((s) => s.channelId === channelId);
     if (own) return own.busy ? null : this.lease(own, false);
-    let oldest: Slot<S> | null = null;
+    let cheapest: { slot: Slot<S>; cost: number } | null = null;
     for (const slot of this.slots) {
-      if (!slot.busy && (!oldest || slot.lastUsed < oldest.lastUsed)) oldest = slot;
+      if (slot.busy) continue;
+      // A slot nobody holds costs nothing to take.
+      const cost = slot.channelId === null ? -1 : this.rebuildCost(slot);
+      if (!cheapest || cost < cheapest.cost || (cost === cheapest.cost && slot.lastUsed < cheapest.slot.lastUsed)) cheapest = { slot, cost };
     }
-    if (!oldest) return null;
-    oldest.channelId = channelId;
-    oldest.firstTurnAt = undefined;
-    return this.lease(oldest, true);
+    if (!cheapest) return null;
+    const { slot } = cheapest;
+    const evicted = slot.channelId === null ? undefined : { channelId: slot.channelId, firstTurnAt: slot.firstTurnAt };
+    slot.channelId = channelId;
+    slot.firstTurnAt = undefined;
+    return this.lease(slot, true, evicted);
   }
 
-  private lease(slot: Slot<S>, reassigned: boolean): Lease<S> {
+  private lease(slot: Slot<S>, reassigned: boolean, evicted?: Lease<S>["evicted"]): Lease<S> {
     slot.busy = true;
     slot.lastUsed = ++this.clock;
     let released = false;
     return {
       slot,
       reassigned,
+      ...(evicted ? { evicted } : {}),
       release: () => {
         if (released) return;
         released = true;

@@ -8,7 +8,13 @@ function formatUptime(ms: number): string {
   return parts.filter(([n], i) => n > 0 || i === parts.length - 1).map(([n, u]) => `${n}${u}`).join(" ");
 }
 
-/** `/status`: the channel's backend and model, the local model's state, the window size, how long turns are kept, uptime and version. */
+/** e.g. "12 (340.5 MiB of 2048 MiB)". */
+export function describeSavedStates(states: { files: number; bytes: number; budgetBytes: number }): string {
+  const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
+  return `${states.files} (${mib(states.bytes)} MiB of ${mib(states.budgetBytes)} MiB)`;
+}
+
+/** `/status`: the channel's backend and model, the local model's state, the window size, how long turns are kept, saved channel states, uptime and version. */
 export const statusCommand: SlashCommand = {
   data: new SlashCommandBuilder()
     .setName("status")
@@ -33,6 +39,7 @@ export const statusCommand: SlashCommand = {
         { name: "Adapter", value: local?.adapter ?? (config.local.loraPath ? modelSourceName(parseModelSource(config.local.loraPath)) : "none"), inline: true },
         { name: "Local model loaded", value: local?.loaded ? "yes" : (local?.progress?.text ?? "no"), inline: true },
         { name: "llama.cpp", value: local?.binary ?? config.local.build, inline: true },
+        ...(local?.savedStates ? [{ name: "Saved channel states", value: describeSavedStates(local.savedStates), inline: true }] : []),
         { name: "Window", value: window ? `${window.turns} turns, ${window.tokens} tokens` : "unreadable (database error)", inline: true },
         { name: "Kept for", value: `${config.retentionDays} day${config.retentionDays === 1 ? "" : "s"}`, inline: true },
         { name: "Uptime", value: formatUptime(Date.now() - startedAt), inline: true },
