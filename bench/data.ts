@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runDataChunks } from "../src/data/commands/data-chunks.ts";
 import { runDataSft } from "../src/data/commands/data-sft.ts";
-import type { CommandIo } from "../src/data/commands/io.ts";
+import type { CommandIo } from "../src/commandline/io.ts";
 import { readTranscript } from "../src/data/parsers/formats.ts";
 import { countDialogueLines } from "../src/data/transcript.ts";
 import { syntheticKaggleTranscript } from "../test/data/helpers/synthetic-transcript.ts";

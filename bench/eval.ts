@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { main } from "../src/cli.ts";
-import type { CommandIo } from "../src/data/commands/io.ts";
+import type { CommandIo } from "../src/commandline/io.ts";
 import { seededRandom } from "../src/data/sft/sampling.ts";
 import { syntheticKaggleTranscript } from "../test/data/helpers/synthetic-transcript.ts";
 import { FakeOpenAI, type ChatScript } from "../test/fakes/openai-chat.ts";

@@ -1,5 +1,5 @@
-import { processIo, type CommandIo } from "./data/commands/io.ts";
-import { CommandError } from "./data/errors.ts";
+import { processIo, type CommandIo } from "./commandline/io.ts";
+import { CommandError } from "./commandline/errors.ts";
 
 /** One `friend` subcommand. `name` may be several words ("data sft"); the longest match wins. */
 interface Subcommand {

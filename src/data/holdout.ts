@@ -1,4 +1,4 @@
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../commandline/errors.ts";
 import { sampleInOrder } from "./sft/sampling.ts";
 import type { Scene } from "./transcript.ts";
 

@@ -2,7 +2,7 @@ import { REST, Routes, type APIApplication } from "discord.js";
 import dotenv from "dotenv";
 import { ConfigError } from "../config/errors.ts";
 import { loadConfig } from "../config/env.ts";
-import type { CommandIo } from "../data/commands/io.ts";
+import type { CommandIo } from "../commandline/io.ts";
 import { registerCommands } from "./commands/index.ts";
 
 /** `friend register` (`npm run register`): registers the slash commands by hand, as start-up does. */

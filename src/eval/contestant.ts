@@ -4,7 +4,7 @@ import { OpenAIBackend } from "../backends/openai.ts";
 import type { Config } from "../config/env.ts";
 import type { BackendName } from "../core/backend.ts";
 import { parseModelSource } from "../core/model-source.ts";
-import { UsageError } from "../data/errors.ts";
+import { UsageError } from "../commandline/errors.ts";
 
 /** A contestant as given on the command line: `NAME=SPEC`. */
 export interface ContestantSpec {

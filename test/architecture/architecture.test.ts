@@ -18,21 +18,23 @@ export const ALLOWED: Record<string, readonly string[]> = {
   gguf: [],
   adapters: ["core", "gguf"],
   config: ["core"],
+  // The `friend` commands' plumbing: their I/O, options, errors and .env files.
+  commandline: [],
   reply: ["core"],
   backends: ["core", "config", "reply", "gguf", "adapters"],
   conversation: ["core", "config", "reply"],
   store: ["core", "conversation"],
   ops: ["core", "config", "conversation"],
-  data: ["core", "config", "backends", "adapters"],
-  discord: ["core", "config", "conversation", "backends", "reply", "data"],
-  chat: ["core", "config", "conversation", "engine", "log", "data"],
+  data: ["core", "config", "backends", "adapters", "commandline"],
+  discord: ["core", "config", "conversation", "backends", "reply", "commandline"],
+  chat: ["core", "config", "conversation", "engine", "log", "commandline"],
   // `friend eval` is a front end of its own, like chat: it drives the engine's parts, and only the CLI imports it.
-  eval: ["core", "config", "backends", "conversation", "data", "log", "reply", "store"],
+  eval: ["core", "config", "backends", "conversation", "data", "log", "reply", "store", "commandline"],
   log: [],
   engine: ["core", "config", "backends", "conversation", "store"],
   app: ["core", "config", "backends", "conversation", "discord", "engine", "ops", "store"],
   main: ["core", "config", "app", "log", "store"],
-  cli: ["core", "chat", "data", "discord", "eval"],
+  cli: ["core", "chat", "data", "discord", "eval", "commandline"],
 };
 
 describe("architecture", () => {

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { readEnvFile, setEnvValue, updateEnvFile } from "../../src/data/finetune/env-file.ts";
+import { readEnvFile, setEnvValue, updateEnvFile } from "../../src/commandline/env-file.ts";
 import { tempFolder } from "./helpers/fixtures.ts";
 
 const MODEL = "ft:gpt-3.5-turbo-0125:org:friends:abc123";

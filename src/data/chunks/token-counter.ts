@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../../commandline/errors.ts";
 
 /** Counts tokens for chunking; `exact` is false for the character-based estimate. */
 export interface TokenCounter {

@@ -9,9 +9,9 @@ import { ADAPTER_OUT_TYPES, importPeftAdapter, type AdapterOutType } from "../..
 import { inspectAdapter, inspectionLines } from "../../adapters/inspect.ts";
 import { LOCAL_DEFAULTS } from "../../config/local-defaults.ts";
 import { describeModelSource, parseModelSource } from "../../core/model-source.ts";
-import { CommandError, UsageError } from "../errors.ts";
-import { envWithDotenv, type CommandIo } from "./io.ts";
-import { parseCommandArgs } from "./options.ts";
+import { CommandError, UsageError } from "../../commandline/errors.ts";
+import { envWithDotenv, type CommandIo } from "../../commandline/io.ts";
+import { parseCommandArgs } from "../../commandline/args.ts";
 
 export const ADAPTER_IMPORT_USAGE = `Usage: friend adapter import PEFT_DIR --base BASE [--out adapters/NAME.gguf] [--outtype ${ADAPTER_OUT_TYPES.join("|")}]
 

@@ -1,11 +1,11 @@
 import { resolve } from "node:path";
 import { describeModelSource, parseModelSource, type ModelSource } from "../../core/model-source.ts";
-import { CommandError } from "../errors.ts";
+import { CommandError } from "../../commandline/errors.ts";
 import { HOLDOUT_OPTIONS, HOLDOUT_USAGE, trainingScenes } from "../holdout.ts";
 import { DEFAULT_CHUNK_TOKENS, chunkStats, dialogueRuns, packChunks } from "../chunks/dialogue-chunks.ts";
 import { approximateTokenCounter, loadModelTokenCounter, type TokenCounter } from "../chunks/token-counter.ts";
-import { envWithDotenv, type CommandIo } from "./io.ts";
-import { integerOption, parseCommandArgs, requiredOption } from "./options.ts";
+import { envWithDotenv, type CommandIo } from "../../commandline/io.ts";
+import { integerOption, parseCommandArgs, requiredOption } from "../../commandline/args.ts";
 import { TRANSCRIPT_INPUT_OPTIONS, TRANSCRIPT_INPUT_USAGE, readTranscriptFor, writeJsonl } from "./transcript-input.ts";
 
 export const DATA_CHUNKS_USAGE = `Usage: friend data chunks --input PATH --out FILE.jsonl [options]

@@ -1,13 +1,14 @@
 import { resolve } from "node:path";
 import { ConfigError } from "../../config/errors.ts";
 import { DEFAULT_SETTINGS_PATH, loadSettings, type Settings } from "../../config/settings.ts";
-import { CommandError, UsageError } from "../errors.ts";
+import { CommandError, UsageError } from "../../commandline/errors.ts";
 import { evalItemsFrom } from "../eval-items.ts";
 import { HOLDOUT_OPTIONS, HOLDOUT_USAGE, chooseHoldout, episodesOf, parseHoldoutOption, splitHoldout } from "../holdout.ts";
 import { DEFAULT_PAIR_FILTER, type PairFilter } from "../sft/pairs.ts";
 import { sampleInOrder } from "../sft/sampling.ts";
-import type { CommandIo } from "./io.ts";
-import { characterListOption, integerOption, parseCommandArgs, requiredOption } from "./options.ts";
+import type { CommandIo } from "../../commandline/io.ts";
+import { characterListOption } from "./options.ts";
+import { integerOption, parseCommandArgs, requiredOption } from "../../commandline/args.ts";
 import { TRANSCRIPT_INPUT_OPTIONS, TRANSCRIPT_INPUT_USAGE, readTranscriptFor, writeJsonl } from "./transcript-input.ts";
 
 /** Enough items to tell a 10-point difference in a rate from noise (see docs/EVAL.md). */

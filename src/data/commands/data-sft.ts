@@ -1,15 +1,16 @@
 import { resolve } from "node:path";
 import { ConfigError } from "../../config/errors.ts";
 import { DEFAULT_SETTINGS_PATH, loadSettings, systemPromptFor } from "../../config/settings.ts";
-import { CommandError, UsageError } from "../errors.ts";
+import { CommandError, UsageError } from "../../commandline/errors.ts";
 import { HOLDOUT_OPTIONS, HOLDOUT_USAGE, trainingScenes } from "../holdout.ts";
 import { DEFAULT_FINETUNE_MODEL, FINETUNE_MODELS, MIN_TRAINING_EXAMPLES } from "../openai-models.ts";
 import { DEFAULT_PAIR_FILTER, findExchangePairs, type PairFilter } from "../sft/pairs.ts";
 import { sampleInOrder } from "../sft/sampling.ts";
 import { estimateTrainingCost, formatTrainingCost } from "../sft/training-cost.ts";
 import { checkTrainingExample, loadExampleTokenizer, trainingExampleFor, type TrainingExample } from "../sft/training-example.ts";
-import type { CommandIo } from "./io.ts";
-import { characterListOption, finetuneModelOption, integerOption, parseCommandArgs, requiredOption } from "./options.ts";
+import type { CommandIo } from "../../commandline/io.ts";
+import { characterListOption, finetuneModelOption } from "./options.ts";
+import { integerOption, parseCommandArgs, requiredOption } from "../../commandline/args.ts";
 import { TRANSCRIPT_INPUT_OPTIONS, TRANSCRIPT_INPUT_USAGE, readTranscriptFor, writeJsonl } from "./transcript-input.ts";
 
 /** The original experiment trained on 50 examples. */

@@ -3,14 +3,16 @@ import { resolve } from "node:path";
 import type OpenAI from "openai";
 import { APIConnectionError, APIConnectionTimeoutError, APIError } from "openai";
 import type { FineTuningJob } from "openai/resources/fine-tuning/jobs/jobs";
-import { FinetuneError, InputError, UsageError } from "../errors.ts";
-import { updateEnvFile } from "../finetune/env-file.ts";
+import { FinetuneError, InputError } from "../errors.ts";
+import { UsageError } from "../../commandline/errors.ts";
+import { updateEnvFile } from "../../commandline/env-file.ts";
 import { createFinetuneJob, followJob, openAIClientFrom, uploadTrainingFile } from "../finetune/job.ts";
 import { DEFAULT_FINETUNE_MODEL, FINETUNE_MODELS, MIN_TRAINING_EXAMPLES, type FinetuneModel } from "../openai-models.ts";
 import { estimateTrainingCost, formatTrainingCost } from "../sft/training-cost.ts";
 import { checkTrainingJsonl, loadExampleTokenizer } from "../sft/training-example.ts";
-import { envWithDotenv, type CommandIo } from "./io.ts";
-import { finetuneModelOption, integerOption, parseCommandArgs, requiredOption } from "./options.ts";
+import { envWithDotenv, type CommandIo } from "../../commandline/io.ts";
+import { finetuneModelOption } from "./options.ts";
+import { integerOption, parseCommandArgs, requiredOption } from "../../commandline/args.ts";
 
 /** How often to poll OpenAI; FRIEND_POLL_MS or --poll-ms override it (the tests poll fast). */
 const DEFAULT_POLL_MS = 10_000;

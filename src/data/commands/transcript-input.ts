@@ -1,9 +1,9 @@
 import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { CommandError, UsageError } from "../errors.ts";
+import { CommandError, UsageError } from "../../commandline/errors.ts";
 import { TRANSCRIPT_FORMATS, isFormatChoice, readTranscript } from "../parsers/formats.ts";
 import { countDialogueLines, formatSkipCounts, type Transcript } from "../transcript.ts";
-import type { CommandIo } from "./io.ts";
+import type { CommandIo } from "../../commandline/io.ts";
 
 /** Options every dataset command shares. */
 export const TRANSCRIPT_INPUT_OPTIONS = {

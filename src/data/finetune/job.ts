@@ -3,7 +3,8 @@ import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI, { APIUserAbortError, toFile } from "openai";
 import type { FineTuningJob, FineTuningJobEvent } from "openai/resources/fine-tuning/jobs/jobs";
-import { FinetuneError, UsageError } from "../errors.ts";
+import { FinetuneError } from "../errors.ts";
+import { UsageError } from "../../commandline/errors.ts";
 
 /** Job states after which nothing more happens. */
 export const FINISHED_STATUSES: ReadonlySet<FineTuningJob["status"]> = new Set(["succeeded", "failed", "cancelled"]);

@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { extname } from "node:path";
-import { InputError, UsageError } from "../errors.ts";
+import { InputError } from "../errors.ts";
+import { UsageError } from "../../commandline/errors.ts";
 import { countDialogueLines, type Transcript } from "../transcript.ts";
 import { headerDelimiter, parseCsv } from "./csv.ts";
 import { parseEmorynlp } from "./emorynlp.ts";

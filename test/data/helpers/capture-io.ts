@@ -1,4 +1,4 @@
-import type { CommandIo } from "../../../src/data/commands/io.ts";
+import type { CommandIo } from "../../../src/commandline/io.ts";
 
 export interface CapturedIo {
   io: CommandIo;

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { readEnvFile } from "../finetune/env-file.ts";
+import { readEnvFile } from "./env-file.ts";
 
 /** What a command may touch of the outside world, so tests can run commands in-process. */
 export interface CommandIo {
