@@ -128,7 +128,7 @@ describe("LLAMA_LORA_PATH naming a PEFT folder", () => {
   it("loads in the local backend, which names the folder as its adapter", async () => {
     const adaptersDir = join(dir, "backend-adapters");
     const { logger, lines } = capturingLogger();
-    const backend = new LocalBackend({ modelPath: baseFile, loraPath: join(FIXTURE, "adapter"), adaptersDir, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 128, sequences: 1, logger });
+    const backend = new LocalBackend({ modelPath: baseFile, loraPath: join(FIXTURE, "adapter"), adaptersDir, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 256, sequences: 1, logger });
     try {
       await backend.prepare();
       expect(backend.describe()).toMatchObject({ adapter: "adapter", loaded: true });
@@ -146,7 +146,7 @@ describe("LLAMA_LORA_PATH naming a PEFT folder", () => {
     const read = (f: string) => readFileSync(join(FIXTURE, "adapter", f));
     server.huggingFace("friends/peft-lora", { "adapter_config.json": read("adapter_config.json"), "adapter_model.safetensors": read("adapter_model.safetensors") });
     const open = (logger: ReturnType<typeof capturingLogger>["logger"]) =>
-      new LocalBackend({ modelPath: baseFile, loraPath: "hf:friends/peft-lora", huggingFaceEndpoint: `${server.url}/`, adaptersDir, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 128, sequences: 1, logger, progressBar: false });
+      new LocalBackend({ modelPath: baseFile, loraPath: "hf:friends/peft-lora", huggingFaceEndpoint: `${server.url}/`, adaptersDir, threads: TEST_THREADS, build: TEST_BUILD, gpuLayers: 0, contextSize: 256, sequences: 1, logger, progressBar: false });
     try {
       const first = capturingLogger();
       const backend = open(first.logger);

@@ -37,7 +37,9 @@ describe("the local backend end to end", () => {
     const ben = discord.user({ name: "ben" });
     discord.sendMessage({ channelId: broken, author: ben, content: `<@${discord.botUser.id}> hi`, mentions: [discord.botUser as never] });
     discord.sendMessage({ channelId: fine, author: ben, content: `<@${discord.botUser.id}> hi`, mentions: [discord.botUser as never] });
-    await eventually(() => discord.botMessages(broken)[0]?.content === config.settings.persona.errorReply, "the error line");
+    // The reason reaches the channel (the same the log and /model give), not the generic error line.
+    await eventually(() => discord.botMessages(broken)[0]?.content.startsWith("My model won't load right now ("), "the load failure line");
+    expect(discord.botMessages(broken)[0]!.content).toContain("no-such-model.gguf");
     await eventually(() => discord.botMessages(fine)[0]?.content === "OpenAI here.", "the OpenAI answer");
     const failure = logs.lines.find((l) => l.msg === "backend failed; answering with the error line");
     expect(JSON.stringify(failure)).toContain("no-such-model.gguf");
