@@ -1,7 +1,21 @@
 import type { Logger } from "pino";
 import type { Config } from "../config/env.ts";
 import type { Backend, BackendName } from "../core/backend.ts";
-import { OpenAIBackend } from "./openai.ts";
+import { OpenAIBackend, type OpenAIBackendOptions } from "./openai.ts";
+
+/** The OpenAI backend's options from config: one place, for the bot and for `friend eval`. */
+export function openAIOptions(config: Config, logger: Logger): OpenAIBackendOptions {
+  const { generation, window } = config.settings;
+  return {
+    ...config.openai,
+    timeoutMs: generation.timeoutMs,
+    maxRetries: generation.maxRetries,
+    stream: generation.stream,
+    promptBudget: window.maxTokens,
+    trimToFraction: window.trimToFraction,
+    logger,
+  };
+}
 
 /** Builds the local backend on first use, so Friend starts without loading a model nobody asked for. */
 export type LocalBackendFactory = () => Backend;
@@ -16,16 +30,7 @@ export class Backends {
     logger: Logger,
     private readonly makeLocal: LocalBackendFactory,
   ) {
-    const { generation, window } = config.settings;
-    this.openai = new OpenAIBackend({
-      ...config.openai,
-      timeoutMs: generation.timeoutMs,
-      maxRetries: generation.maxRetries,
-      stream: generation.stream,
-      promptBudget: window.maxTokens,
-      trimToFraction: window.trimToFraction,
-      logger,
-    });
+    this.openai = new OpenAIBackend(openAIOptions(config, logger));
   }
 
   get(name: BackendName): Backend {

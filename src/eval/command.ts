@@ -16,6 +16,7 @@ import { summarise, type Sample } from "./metrics.ts";
 import { progressFor } from "./progress.ts";
 import { chartRows, renderReport, type ContestantSummary, type RunSettings, type Summary } from "./report.ts";
 import { runContestant } from "./runner.ts";
+import { writeFileAtomic } from "../commandline/files.ts";
 
 export const EVAL_USAGE = `Usage: friend eval --items FILE.jsonl --contestant NAME=SPEC [--contestant NAME=SPEC …] [options]
 
@@ -109,12 +110,12 @@ export async function runEval(argv: string[], io: CommandIo): Promise<number> {
   let lastCheckpoint = Date.now();
   const write = async (final: boolean): Promise<void> => {
     const ordered = orderSamples(samples, contestants, usable);
-    writeAtomic(join(outDir, "samples.jsonl"), ordered.map((s) => JSON.stringify(s)).join("\n") + (ordered.length ? "\n" : ""));
+    writeFileAtomic(join(outDir, "samples.jsonl"), ordered.map((s) => JSON.stringify(s)).join("\n") + (ordered.length ? "\n" : ""));
     if (!final) return;
     const summary: Summary = { version: 1, items_file: itemsPath, settings: runSettings, items: { read: items.length, used: usable.length, skipped }, contestants: summaries };
-    writeAtomic(join(outDir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
-    writeAtomic(join(outDir, "report.md"), renderReport(summary, ordered, usable));
-    writeAtomic(join(outDir, "report.svg"), await ratesChart(chartRows(summaries), `Friend eval: ${usable.length} items, temperature ${runSettings.temperature}, seed ${seed}`,
+    writeFileAtomic(join(outDir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+    writeFileAtomic(join(outDir, "report.md"), renderReport(summary, ordered, usable));
+    writeFileAtomic(join(outDir, "report.svg"), await ratesChart(chartRows(summaries), `Friend eval: ${usable.length} items, temperature ${runSettings.temperature}, seed ${seed}`,
       `contestants: ${summaries.map((c) => (c.failed ? `${c.name} (${c.failed.startsWith("not run") ? "not run" : "failed"})` : c.name)).join(", ")}`,
     ));
   };
@@ -232,16 +233,4 @@ function orderSamples(samples: readonly Sample[], contestants: readonly Contesta
   return [...samples].sort(
     (a, b) => contestantOrder.get(a.contestant)! - contestantOrder.get(b.contestant)! || (itemOrder.get(a.item) ?? 0) - (itemOrder.get(b.item) ?? 0),
   );
-}
-
-/** Never half a file: written beside it, then renamed over it. */
-function writeAtomic(path: string, text: string): void {
-  const temporary = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(temporary, text);
-    renameSync(temporary, path);
-  } catch (err) {
-    rmSync(temporary, { force: true });
-    throw new CommandError(`cannot write ${path} (${(err as Error).message})`);
-  }
 }

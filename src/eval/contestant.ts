@@ -5,6 +5,7 @@ import type { Config } from "../config/env.ts";
 import type { BackendName } from "../core/backend.ts";
 import { parseModelSource } from "../core/model-source.ts";
 import { UsageError } from "../commandline/errors.ts";
+import { openAIOptions } from "../backends/registry.ts";
 
 /** A contestant as given on the command line: `NAME=SPEC`. */
 export interface ContestantSpec {
@@ -68,18 +69,8 @@ function localParts(rest: string, name: string): Pick<ContestantSpec, "model" | 
 
 /** The backend exactly as the bot builds it from the configuration, with the contestant's model and adapter in place of the configured ones. */
 export function contestantBackend(contestant: ContestantSpec, config: Config, logger: Logger): OpenAIBackend | LocalBackend {
-  const { generation, window } = config.settings;
   if (contestant.backend === "openai") {
-    return new OpenAIBackend({
-      ...config.openai,
-      ...(contestant.model ? { model: contestant.model } : {}),
-      timeoutMs: generation.timeoutMs,
-      maxRetries: generation.maxRetries,
-      stream: generation.stream,
-      promptBudget: window.maxTokens,
-      trimToFraction: window.trimToFraction,
-      logger,
-    });
+    return new OpenAIBackend({ ...openAIOptions(config, logger), ...(contestant.model ? { model: contestant.model } : {}) });
   }
   return new LocalBackend({
     ...config.local,

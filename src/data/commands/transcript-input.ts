@@ -1,8 +1,8 @@
-import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { CommandError, UsageError } from "../../commandline/errors.ts";
 import { TRANSCRIPT_FORMATS, isFormatChoice, readTranscript } from "../parsers/formats.ts";
 import { countDialogueLines, formatSkipCounts, type Transcript } from "../transcript.ts";
+import { writeFileAtomic } from "../../commandline/files.ts";
 import type { CommandIo } from "../../commandline/io.ts";
 
 /** Options every dataset command shares. */
@@ -29,13 +29,5 @@ export function readTranscriptFor(io: CommandIo, input: string, format: string):
 /** Writes one JSON value per line, through a temporary file, so a failed write never leaves half a file. */
 export function writeJsonl(io: CommandIo, out: string, values: readonly unknown[]): void {
   const text = values.map((v) => JSON.stringify(v)).join("\n") + (values.length ? "\n" : "");
-  const path = resolve(io.cwd, out);
-  const temporary = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(temporary, text);
-    renameSync(temporary, path);
-  } catch (err) {
-    rmSync(temporary, { force: true });
-    throw new CommandError(`cannot write ${out} (${(err as Error).message})`);
-  }
+  writeFileAtomic(resolve(io.cwd, out), text, out);
 }
