@@ -34,6 +34,9 @@ const COMMANDS = "/reset, /model [openai|local], /persona [NAME], /status, /raw,
 const CLOSE_MARGIN_MS = 5000;
 /** Once everything is closed, how long a stray timer (a downloader's retry pause) may keep the process alive. */
 const LINGER_MS = 1000;
+/** After a Ctrl-C, the chat leaves once the keyboard has been quiet this long (at most the second figure). */
+const SIGINT_QUIET_MS = 300;
+const SIGINT_QUIET_MAX_MS = 2000;
 
 /** `friend chat`: a terminal is just another place a channel lives. Returns the exit code. */
 export async function runChat(argv: string[], io: CommandIo): Promise<number> {
@@ -96,6 +99,7 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   } finally {
     startClosing();
     await engine.close(config.shutdownGraceMs);
+    await sigint.quiet(SIGINT_QUIET_MS, SIGINT_QUIET_MAX_MS);
     closed = true;
     // Nothing is left to do; a stray timer in a library must not keep the terminal waiting.
     leaveAfter(LINGER_MS, () => code ?? 1);
@@ -110,8 +114,25 @@ function leaveAfter(ms: number, code: () => number): void {
 /** Routes SIGINT to the chat's current handler, and swallows it when there is none, so the signal never kills the chat. */
 class SigintRouter {
   handler: (() => void) | undefined;
+  #lastAt = 0;
   constructor() {
-    process.on("SIGINT", () => this.handler?.());
+    process.on("SIGINT", () => {
+      this.#lastAt = Date.now();
+      this.handler?.();
+    });
+  }
+
+  /**
+   * Settles once no Ctrl-C has come for `quietMs` (at once when none came at all), or after `maxMs`.
+   * A process that left in the middle of a burst would meet the rest of it while tearing itself
+   * down, when Node no longer handles the signal, and die by it.
+   */
+  async quiet(quietMs: number, maxMs: number): Promise<void> {
+    if (this.#lastAt === 0) return;
+    const until = Date.now() + maxMs;
+    for (let wait = this.#lastAt + quietMs - Date.now(); wait > 0 && Date.now() < until; wait = this.#lastAt + quietMs - Date.now()) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, until - Date.now())));
+    }
   }
 }
 
