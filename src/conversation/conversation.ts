@@ -49,11 +49,13 @@ export const NOT_DURABLE_YET =
 /** After the grace period, how long the drain may take to replace replies cut short before close() returns anyway. */
 const CLOSE_MS = 1000;
 
-/** A user's text cut to the input bounds: first by characters (cheap), then by tokens. */
-export function fitInput(text: string, maxChars: number, maxTokens: number): { text: string; trimmed: boolean } {
+/** A user's text cut to the input bounds: first by characters (cheap), then by tokens; with its cl100k count, measured once. */
+export function fitInput(text: string, maxChars: number, maxTokens: number): { text: string; trimmed: boolean; tokens: number } {
   const byChars = text.length > maxChars ? text.slice(0, maxChars) : text;
-  const byTokens = truncateToTokens(byChars, maxTokens);
-  return byTokens === text ? { text, trimmed: false } : { text: `${byTokens}…`, trimmed: true };
+  const tokens = countTokens(byChars);
+  if (byChars === text && tokens <= maxTokens) return { text, trimmed: false, tokens };
+  const cut = `${tokens <= maxTokens ? byChars : truncateToTokens(byChars, maxTokens)}…`;
+  return { text: cut, trimmed: true, tokens: countTokens(cut) };
 }
 
 /**
@@ -148,7 +150,7 @@ export class Conversation {
         return drop("flood", "slowed");
       }
     }
-    const { text, trimmed } = fitInput(message.text, window.maxInputChars, window.maxInputTokens);
+    const { text, trimmed, tokens } = fitInput(message.text, window.maxInputChars, window.maxInputTokens);
     const accepted: AcceptedMessage = {
       channelId: message.channelId,
       authorId: message.authorId,
@@ -159,7 +161,7 @@ export class Conversation {
         at: message.at,
         messageId: message.id,
         authorId: message.authorId,
-        tokens: countTokens(text),
+        tokens,
       },
       ...(trimmed ? { trimmed } : {}),
       ...(message.character !== undefined ? { character: message.character } : {}),

@@ -440,7 +440,7 @@ export class ChannelSession {
    * are never used again by this process, but a restart before the store recovers would bring them back).
    */
   reset(): { turns: number; dropped: PendingTurn[]; durable: boolean } {
-    const turns = this.#window?.size.turns ?? this.#storedTurns();
+    const turns = this.windowSize()?.turns ?? 0;
     this.#epoch++;
     const dropped = this.#pending.splice(0);
     this.#window = new ChannelWindow(this.ctx.settings.window);
@@ -472,14 +472,6 @@ export class ChannelSession {
     } catch (err) {
       this.ctx.storeFailed(err, this.ctx.logger.child({ channel: this.id }));
       return null;
-    }
-  }
-
-  #storedTurns(): number {
-    try {
-      return this.#loadedWindow().size.turns;
-    } catch {
-      return 0;
     }
   }
 

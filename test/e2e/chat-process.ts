@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { ROOT } from "./process.ts";
 
 export interface Chat {
@@ -33,3 +36,18 @@ export function startChat(args: string[], env: Record<string, string>, cleanup: 
 
 /** Each process compiles the TypeScript sources as it starts. */
 export const CHAT_STARTUP_MS = 60_000;
+
+/** A fake OpenAI and the environment of a chat that talks to it, with its own database; `local` is the tiny models' env. */
+export async function openaiChatEnv(cleanup: (() => Promise<void>)[], local: Record<string, string>, user: string): Promise<{ openai: FakeOpenAI; env: Record<string, string> }> {
+  const openai = await FakeOpenAI.start();
+  cleanup.push(() => openai.stop());
+  const env = {
+    OPENAI_API_KEY: "sk-chat-test-1234",
+    OPENAI_BASE_URL: openai.baseURL,
+    OPENAI_MODEL: "ft:test",
+    FRIEND_DB_PATH: join(mkdtempSync(join(tmpdir(), "friend-chat-")), "friend.db"),
+    USER: user,
+    ...local,
+  };
+  return { openai, env };
+}

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FakeModelServer } from "../fakes/model-server.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { eventually, useTinyModels } from "./harness.ts";
-import { CHAT_STARTUP_MS, startChat, type Chat } from "./chat-process.ts";
+import { CHAT_STARTUP_MS, openaiChatEnv, startChat, type Chat } from "./chat-process.ts";
 
 const tiny = useTinyModels();
 
@@ -18,19 +18,7 @@ afterEach(async () => {
 /** `friend chat` as a user runs it, with piped stdin and only the given environment. */
 const chat = (args: string[], env: Record<string, string>, cwd?: string): Chat => startChat(args, env, cleanup, cwd);
 
-async function setup() {
-  const openai = await FakeOpenAI.start();
-  cleanup.push(() => openai.stop());
-  const env = {
-    OPENAI_API_KEY: "sk-chat-test-1234",
-    OPENAI_BASE_URL: openai.baseURL,
-    OPENAI_MODEL: "ft:test",
-    FRIEND_DB_PATH: join(mkdtempSync(join(tmpdir(), "friend-chat-")), "friend.db"),
-    USER: "jill",
-    ...tiny.env(),
-  };
-  return { openai, env };
-}
+const setup = () => openaiChatEnv(cleanup, tiny.env(), "jill");
 
 const STARTUP = CHAT_STARTUP_MS;
 

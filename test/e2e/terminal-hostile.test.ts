@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeModelServer } from "../fakes/model-server.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
-import { CHAT_STARTUP_MS, startChat, type Chat } from "./chat-process.ts";
+import { CHAT_STARTUP_MS, openaiChatEnv, startChat, type Chat } from "./chat-process.ts";
 import { eventually, useTinyModels } from "./harness.ts";
 
 const tiny = useTinyModels();
@@ -25,19 +25,7 @@ const chat = (args: string[], env: Record<string, string>, cwd?: string): Chat =
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
 const ERROR_LINE = "Could I BE any more broken";
 
-async function openaiEnv() {
-  const openai = await FakeOpenAI.start();
-  cleanup.push(() => openai.stop());
-  const env = {
-    OPENAI_API_KEY: "sk-chat-test-1234",
-    OPENAI_BASE_URL: openai.baseURL,
-    OPENAI_MODEL: "ft:test",
-    FRIEND_DB_PATH: join(mkdtempSync(join(tmpdir(), "friend-chat-")), "friend.db"),
-    USER: "rachel",
-    ...tiny.env(),
-  };
-  return { openai, env };
-}
+const openaiEnv = () => openaiChatEnv(cleanup, tiny.env(), "rachel");
 
 describe("friend chat with a local model whose URL can never work", () => {
   it("says why for each failure instead of the error line, and leaves as soon as its input ends", async () => {

@@ -221,10 +221,7 @@ export class LocalModelLoader {
     }
     if (downloading) report.finish(file);
     this.#progress = { step: "loading", text: `loading ${modelSourceName(source)}` };
-    const summary = await checkGgufFile(file, role, source.kind === "file" ? {} : { downloadedFrom: describeModelSource(source) });
-    const identity = fileIdentity(file, summary.metadataBytes);
-    identity.catch(() => undefined); // awaited once the runtime is up
-    return { file, identity };
+    return checkedFile(file, role, source.kind === "file" ? {} : { downloadedFrom: describeModelSource(source) });
   }
 
   /** The adapter's GGUF: a PEFT folder or repository imported once against the model (see peft-adapter.ts), else the file itself. */
@@ -240,11 +237,7 @@ export class LocalModelLoader {
       signal: closing,
       onProgress: (step, text) => (this.#progress = { step, text }),
     });
-    if (!imported) return this.#localFile(source, "LoRA adapter", closing);
-    const summary = await checkGgufFile(imported, "LoRA adapter", {});
-    const identity = fileIdentity(imported, summary.metadataBytes);
-    identity.catch(() => undefined);
-    return { file: imported, identity };
+    return imported ? checkedFile(imported, "LoRA adapter", {}) : this.#localFile(source, "LoRA adapter", closing);
   }
 
   /** Loads the model, applies the adapter and creates the context; stops early when `signal` aborts. */
@@ -358,4 +351,12 @@ function firstPromptToken(model: LlamaModel): Token | null {
     default:
       return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
   }
+}
+
+/** A file checked as a GGUF of its role, with its identity for keying saved states (computed meanwhile; awaited once the runtime is up). */
+async function checkedFile(file: string, role: ModelFileRole, origin: Parameters<typeof checkGgufFile>[2]): Promise<{ file: string; identity: Promise<string> }> {
+  const summary = await checkGgufFile(file, role, origin);
+  const identity = fileIdentity(file, summary.metadataBytes);
+  identity.catch(() => undefined);
+  return { file, identity };
 }
