@@ -47,6 +47,11 @@ export interface LocalBackendOptions {
   stateDir?: string;
   /** Disk for saved states, in MiB (LLAMA_STATE_CACHE_MB); the least recently used go first. 0 saves none. Default 2048. */
   stateCacheMb?: number;
+  /**
+   * Also save a channel's state after every this many answered turns (LLAMA_STATE_SAVE_TURNS), so a
+   * SIGKILL loses at most that many turns of evaluation. 0 (default): only at eviction and at the graceful stop.
+   */
+  stateSaveTurns?: number;
   /** The KV cache's element type (LLAMA_KV_CACHE_TYPE): "f16" (default) or "q8_0", half the memory and state size. */
   kvCacheType?: KvCacheType;
   /** Longest llama.cpp may take to load the model and adapter and create the context (LLAMA_LOAD_TIMEOUT_S); downloads do not count. Default 300 s. */
@@ -79,6 +84,7 @@ export class LocalBackend implements Backend {
   readonly #loader: LocalModelLoader;
   readonly #stateDir: string | undefined;
   readonly #stateBudgetBytes: number;
+  readonly #stateSaveTurns: number;
   readonly #log: Logger;
   /** The generator for the loaded model, made once per load. */
   #generator: Promise<LocalGenerator> | undefined;
@@ -95,6 +101,7 @@ export class LocalBackend implements Backend {
     const loadTimeoutMs = options.loadTimeoutMs ?? LOCAL_DEFAULTS.loadTimeoutS * 1000;
     const stateCacheMb = options.stateCacheMb ?? LOCAL_DEFAULTS.stateCacheMb;
     const kvCacheType = options.kvCacheType ?? LOCAL_DEFAULTS.kvCacheType;
+    const stateSaveTurns = options.stateSaveTurns ?? LOCAL_DEFAULTS.stateSaveTurns;
     if (!(loraScale >= LOCAL_BOUNDS.loraScale.min && loraScale <= LOCAL_BOUNDS.loraScale.max)) {
       throw new RangeError(`loraScale must be a number from ${LOCAL_BOUNDS.loraScale.min} to ${LOCAL_BOUNDS.loraScale.max}, got ${loraScale}`);
     }
@@ -103,6 +110,7 @@ export class LocalBackend implements Backend {
     checkInteger("contextSize", contextSize, LOCAL_BOUNDS.contextSize);
     checkInteger("sequences", sequences, LOCAL_BOUNDS.sequences);
     checkInteger("stateCacheMb", stateCacheMb, LOCAL_BOUNDS.stateCacheMb);
+    checkInteger("stateSaveTurns", stateSaveTurns, LOCAL_BOUNDS.stateSaveTurns);
     if (!(loadTimeoutMs > 0)) throw new RangeError(`loadTimeoutMs must be positive, got ${loadTimeoutMs}`);
     if (kvCacheType !== "f16" && kvCacheType !== "q8_0") throw new RangeError(`kvCacheType must be "f16" or "q8_0", got ${String(kvCacheType)}`);
 
@@ -110,6 +118,7 @@ export class LocalBackend implements Backend {
     this.#loraSource = loraSource;
     this.#stateDir = stateCacheMb > 0 ? options.stateDir : undefined;
     this.#stateBudgetBytes = stateCacheMb * 1024 * 1024;
+    this.#stateSaveTurns = stateSaveTurns;
     this.#log = (options.logger ?? pino({ enabled: false })).child({ backend: "local" });
     this.#loader = new LocalModelLoader({
       modelSource,
@@ -215,7 +224,7 @@ export class LocalBackend implements Backend {
         this.#log.warn({ dir: this.#stateDir, err }, "cannot use the folder for saved channel states; none are saved");
       }
     }
-    const generator = new LocalGenerator(loaded, { cache, log: this.#log, closing: this.#loader.closing });
+    const generator = new LocalGenerator(loaded, { cache, saveEveryTurns: this.#stateSaveTurns, log: this.#log, closing: this.#loader.closing });
     this.#generatorReady = generator;
     return generator;
   }

@@ -68,6 +68,7 @@ const envSchema = z.object({
   LLAMA_SEQUENCES: bounded("sequences").default(LOCAL_DEFAULTS.sequences),
   LLAMA_LOAD_TIMEOUT_S: bounded("loadTimeoutS").default(LOCAL_DEFAULTS.loadTimeoutS),
   LLAMA_STATE_CACHE_MB: bounded("stateCacheMb").default(LOCAL_DEFAULTS.stateCacheMb),
+  LLAMA_STATE_SAVE_TURNS: bounded("stateSaveTurns").default(LOCAL_DEFAULTS.stateSaveTurns),
   LLAMA_STATE_DIR: optional(z.string().min(1)),
   LLAMA_KV_CACHE_TYPE: z.enum(KV_CACHE_TYPES, { error: `must be one of ${KV_CACHE_TYPES.join(", ")}` }).default(LOCAL_DEFAULTS.kvCacheType),
   LLAMA_DOWNLOAD_STALL_S: int(1, 86_400).default(LOCAL_DEFAULTS.downloadStallS),
@@ -100,6 +101,8 @@ export interface LocalModelConfig {
   downloadTimeoutMs: number;
   /** LLAMA_STATE_CACHE_MB: disk for saved channel states, in MiB; 0 saves none. */
   stateCacheMb: number;
+  /** LLAMA_STATE_SAVE_TURNS: also save a channel's state every this many turns; 0: only at eviction and stop. */
+  stateSaveTurns: number;
   /** LLAMA_STATE_DIR: where saved channel states go; undefined saves none (the database is `:memory:`). */
   stateDir?: string;
   kvCacheType: KvCacheType;
@@ -200,6 +203,7 @@ export function loadConfig(
       downloadStallMs: e.LLAMA_DOWNLOAD_STALL_S * 1000,
       downloadTimeoutMs: e.LLAMA_DOWNLOAD_TIMEOUT_S * 1000,
       stateCacheMb: e.LLAMA_STATE_CACHE_MB,
+      stateSaveTurns: e.LLAMA_STATE_SAVE_TURNS,
       // Next to the database by default: a database kept in memory keeps no states on disk either.
       stateDir: e.LLAMA_STATE_DIR ?? (e.FRIEND_DB_PATH === ":memory:" ? undefined : join(dirname(e.FRIEND_DB_PATH), LOCAL_DEFAULTS.stateDirName)),
       kvCacheType: e.LLAMA_KV_CACHE_TYPE,

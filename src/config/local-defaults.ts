@@ -22,6 +22,12 @@ export const LOCAL_DEFAULTS = {
   downloadTimeoutS: 3 * 3600,
   /** LLAMA_STATE_CACHE_MB: disk kept for channels' saved KV states; 0 saves none. */
   stateCacheMb: 2048,
+  /**
+   * LLAMA_STATE_SAVE_TURNS: also save a channel's state after every this many answered turns, so a
+   * SIGKILL loses at most that many turns of evaluation; 0 saves only at eviction and at the graceful
+   * stop. Off by default: each save writes the whole state (about 0.5 MiB a token for a 7B model in F16).
+   */
+  stateSaveTurns: 0,
   /** LLAMA_STATE_DIR when unset: this folder next to the database, so the volume that keeps one keeps both. */
   stateDirName: "llama-state",
   /** LLAMA_KV_CACHE_TYPE: llama.cpp's own default; q8_0 halves the KV cache (docs/PERFORMANCE.md). */
@@ -40,6 +46,7 @@ export const LOCAL_BOUNDS = {
   sequences: { min: 1, max: 64 },
   loadTimeoutS: { min: 1, max: 86_400 },
   stateCacheMb: { min: 0, max: 16 * 1024 * 1024 },
+  stateSaveTurns: { min: 0, max: 10_000 },
 } as const satisfies Record<string, { min: number; max: number }>;
 
 /** LLAMA_KV_CACHE_TYPE: the KV cache's element type (node-llama-cpp's experimentalKvCacheKeyType/ValueType). */

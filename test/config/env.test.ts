@@ -45,6 +45,7 @@ describe("loadConfig", () => {
   it("saved channel states: 2048 MiB next to the database by default, none for a database in memory", () => {
     const config = loadConfig(good);
     expect(config.local.stateCacheMb).toBe(2048);
+    expect(config.local.stateSaveTurns).toBe(0);
     expect(config.local.stateDir).toBe(join("data", "llama-state"));
     expect(config.local.kvCacheType).toBe("f16");
     expect(loadConfig({ ...good, FRIEND_DB_PATH: "/srv/friend/db.sqlite" }).local.stateDir).toBe("/srv/friend/llama-state");
@@ -62,6 +63,7 @@ describe("loadConfig", () => {
       ["LLAMA_SEQUENCES", "sequences", LOCAL_BOUNDS.sequences],
       ["LLAMA_THREADS", "threads", LOCAL_BOUNDS.threads],
       ["LLAMA_STATE_CACHE_MB", "stateCacheMb", LOCAL_BOUNDS.stateCacheMb],
+      ["LLAMA_STATE_SAVE_TURNS", "stateSaveTurns", LOCAL_BOUNDS.stateSaveTurns],
     ] as const;
     for (const [variable, option, bounds] of cases) {
       for (const value of [bounds.min - 1, bounds.max + 1]) {

@@ -96,23 +96,37 @@ describe("restarts keep Friend the same friend", () => {
     expect(openai.requests).toHaveLength(requestsBefore);
   }, 180_000); // two process starts, each compiling the TypeScript sources, on a busy 2-core machine
 
-  it("after SIGTERM, a local channel's KV state is saved, and its first reply after the restart loads it instead of evaluating the window", async () => {
+  const statesOnDisk = (dbPath: string) => {
+    // Saved next to the database, under the key of the model, context and binary.
+    const stateDir = join(dbPath, "..", "llama-state");
+    return readdirSync(stateDir).flatMap((key) => readdirSync(join(stateDir, key))).filter((f) => f.endsWith(".state"));
+  };
+
+  it.each([
+    ["after SIGTERM, a local channel's KV state is saved", "SIGTERM", {}],
+    ["with LLAMA_STATE_SAVE_TURNS=1, a local channel's KV state is saved after its turn and survives a SIGKILL", "SIGKILL", { LLAMA_STATE_SAVE_TURNS: "1" }],
+  ] as const)("%s, and its first reply after the restart loads it instead of evaluating the window", async (_name, stop, extraEnv) => {
     const { discord, env, start, dbPath } = await setup();
     const localChannel = discord.channelIds[0]!;
     const alice = discord.user({ name: "alice", globalName: "Alice" });
     const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
-    (env as Record<string, string>).LOG_LEVEL = "debug";
+    Object.assign(env, { LOG_LEVEL: "debug", ...extraEnv });
 
     const first = await start();
     const switched = discord.sendInteraction({ channelId: localChannel, user: alice, name: "model", options: [{ name: "backend", type: 3, value: "local" }], permissions: MANAGE_CHANNELS });
     await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/${switched.token}/messages/@original`) && /Switched/.test(c.body.content), 20_000);
     discord.sendMessage({ channelId: localChannel, author: alice, ...mention("hi local") });
     await eventually(() => discord.botMessages(localChannel)[0]?.content === "Oh, I don't know.", "the local answer", 20_000);
-    first.child.kill("SIGTERM");
-    expect(await first.exited).toBe(0);
-    // Saved next to the database, under the key of the model, context and binary.
-    const stateDir = join(dbPath, "..", "llama-state");
-    expect(readdirSync(stateDir).flatMap((key) => readdirSync(join(stateDir, key))).filter((f) => f.endsWith(".state"))).toHaveLength(1);
+    if (stop === "SIGTERM") {
+      expect(statesOnDisk(dbPath)).toHaveLength(0); // nothing is saved before the stop without LLAMA_STATE_SAVE_TURNS
+      first.child.kill("SIGTERM");
+      expect(await first.exited).toBe(0);
+    } else {
+      await eventually(() => first.output().includes('"msg":"channel state saved"'), "the periodic save", 20_000);
+      first.child.kill("SIGKILL");
+      await first.exited;
+    }
+    expect(statesOnDisk(dbPath)).toHaveLength(1);
 
     const second = await start();
     discord.sendMessage({ channelId: localChannel, author: alice, ...mention("and now?") });

@@ -120,6 +120,68 @@ describe("a channel returning to a taken sequence, or after a restart", () => {
   });
 });
 
+describe("periodic saves (LLAMA_STATE_SAVE_TURNS)", () => {
+  /** Waits until the backend's cache holds `files` states: periodic saves run once the reply is done. */
+  async function untilSaved(b: LocalBackend, files: number): Promise<void> {
+    for (let i = 0; i < 200 && (b.describe().savedStates?.files ?? 0) < files; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(b.describe().savedStates?.files).toBe(files);
+  }
+
+  it("saves after every N turns, so a process killed without its graceful stop comes back warm and replies as before", async () => {
+    const steps = await script(backend({ sequences: 2 }), ["A"], 5);
+    const stateDir = freshStateDir();
+    const first = backend({ sequences: 2, stateDir, stateSaveTurns: 2 });
+    await say(first, "A", steps[0]!.window);
+    // One turn: nothing saved yet (the save would run right after the reply; give it the time it would take).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(first.describe().savedStates?.files).toBe(0);
+    await say(first, "A", steps[1]!.window);
+    await untilSaved(first, 1);
+    await say(first, "A", steps[2]!.window);
+    // Killed: no saveState, the sequences simply gone. The next process finds the state of turn 2.
+    await first.close();
+    const next = backend({ sequences: 2, stateDir, stateSaveTurns: 2 });
+    const after = await say(next, "A", steps[3]!.window);
+    expect(after.text).toBe(steps[3]!.reply.text);
+    expect(after.stats.restoredPromptTokens).toBeGreaterThan(0);
+    // Turn 2's prompt comes from the state; turn 3's line and reply are evaluated again, with turn 4's line.
+    expect(after.stats.restoredPromptTokens).toBeGreaterThanOrEqual(steps[1]!.reply.stats.promptTokens);
+    expect(after.stats.evaluatedPromptTokens).toBeGreaterThan(steps[3]!.reply.stats.evaluatedPromptTokens);
+  });
+
+  it("without it, the same kill loses the channel's state: the whole window is evaluated (the control)", async () => {
+    const steps = await script(backend({ sequences: 2 }), ["A"], 4);
+    const stateDir = freshStateDir();
+    const first = backend({ sequences: 2, stateDir });
+    for (const step of steps.slice(0, 3)) await say(first, "A", step.window);
+    await first.close();
+    const next = backend({ sequences: 2, stateDir });
+    const after = await say(next, "A", steps[3]!.window);
+    expect(after.text).toBe(steps[3]!.reply.text);
+    expect(after.stats.restoredPromptTokens).toBe(0);
+    expect(after.stats.evaluatedPromptTokens).toBe(after.stats.promptTokens);
+  });
+
+  it("a /reset while the periodic save is pending or running leaves no state behind", async () => {
+    const steps = await script(backend({ sequences: 2 }), ["A"], 2);
+    const stateDir = freshStateDir();
+    const b = backend({ sequences: 2, stateDir, stateSaveTurns: 1 });
+    await say(b, "A", steps[0]!.window);
+    await b.resetChannel("A");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.describe().savedStates?.files).toBe(0);
+    const again = await say(b, "A", steps[1]!.window);
+    expect(again.stats.restoredPromptTokens).toBe(0);
+    expect(again.stats.evaluatedPromptTokens).toBe(again.stats.promptTokens);
+    expect(again.text).toBe(steps[1]!.reply.text);
+  });
+
+  it("is refused outside its range", () => {
+    expect(() => backend({ stateSaveTurns: -1 })).toThrow(/stateSaveTurns/);
+    expect(() => backend({ stateSaveTurns: 1.5 })).toThrow(/stateSaveTurns/);
+  });
+});
+
 describe("a state is loaded only under the key it was saved with", () => {
   const base = { sequences: 1, contextSize: 512 } satisfies Partial<LocalBackendOptions>;
   it.each([

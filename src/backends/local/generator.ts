@@ -53,6 +53,7 @@ const MIN_RESTORED_TOKENS = 8;
 export class LocalGenerator {
   readonly #loaded: LoadedModel;
   readonly #cache: StateCache | undefined;
+  readonly #saveEveryTurns: number;
   readonly #log: Logger;
   /** Aborted when the backend closes: ends every generation in flight. */
   readonly #closing: AbortSignal;
@@ -60,12 +61,16 @@ export class LocalGenerator {
   readonly #slots: ChannelSlots<LlamaContextSequence>;
   /** The tokens of the saved state that stands for each sequence's current owner, if any. */
   readonly #saved = new WeakMap<LlamaContextSequence, readonly Token[]>();
+  /** Turns each sequence's owner has been answered since its state was last saved (for `saveEveryTurns`). */
+  readonly #turnsSinceSave = new WeakMap<LlamaContextSequence, number>();
   /** Settle when a generation stops touching its sequence; close() waits for them. */
   readonly #inFlight = new Set<Promise<void>>();
 
-  constructor(loaded: LoadedModel, options: { cache: StateCache | undefined; log: Logger; closing: AbortSignal }) {
+  /** `saveEveryTurns`: also save a channel's state after every this many answered turns; 0 never does. */
+  constructor(loaded: LoadedModel, options: { cache: StateCache | undefined; saveEveryTurns?: number; log: Logger; closing: AbortSignal }) {
     this.#loaded = loaded;
     this.#cache = options.cache;
+    this.#saveEveryTurns = options.saveEveryTurns ?? 0;
     this.#log = options.log;
     this.#closing = options.closing;
     this.#slots = new ChannelSlots(loaded.sequences, (slot) => this.#unsavedTokens(slot));
@@ -121,9 +126,41 @@ export class LocalGenerator {
     return written;
   }
 
-  /** Settles once no generation touches a sequence (after the closing signal has ended them). */
+  /** Settles once no generation or save touches a sequence (after the closing signal has ended them). */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#inFlight]);
+  }
+
+  #track(working: Promise<void>): void {
+    this.#inFlight.add(working);
+    void working.finally(() => this.#inFlight.delete(working));
+  }
+
+  /**
+   * Counts an answered turn of the sequence's owner; every `saveEveryTurns` turns, saves its state
+   * once the generation has let go of the sequence, so a SIGKILL loses at most that many turns.
+   */
+  #countTurn(channelId: string, sequence: LlamaContextSequence): void {
+    if (!this.#cache || this.#saveEveryTurns === 0) return;
+    const turns = (this.#turnsSinceSave.get(sequence) ?? 0) + 1;
+    this.#turnsSinceSave.set(sequence, turns);
+    if (turns >= this.#saveEveryTurns) this.#track(this.#saveOwn(channelId));
+  }
+
+  /** Saves the channel's state if it still holds its sequence and has something unsaved; never throws. */
+  async #saveOwn(channelId: string): Promise<void> {
+    let lease: Lease<LlamaContextSequence> | null;
+    try {
+      lease = await this.#slots.acquireOwn(channelId, this.#closing);
+    } catch {
+      return; // closing: the graceful stop saves what it can
+    }
+    if (!lease) return; // the sequence went to another channel, which saved this one's state first
+    try {
+      if (this.#unsavedTokens(lease.slot) > 0) await this.#save(channelId, lease.slot.sequence, lease.slot.firstTurnAt);
+    } finally {
+      lease.release();
+    }
   }
 
   async *generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<string, LocalGenerationStats, undefined> {
@@ -138,9 +175,7 @@ export class LocalGenerator {
     }
     // Tracked until llama.cpp is done with the sequence, which does not wait for a paused reader.
     let untrack!: () => void;
-    const working = new Promise<void>((resolve) => (untrack = resolve));
-    this.#inFlight.add(working);
-    void working.then(() => this.#inFlight.delete(working));
+    this.#track(new Promise<void>((resolve) => (untrack = resolve)));
     // Aborted when the reader stops early (return() on this generator): the decode loop drops the sequence.
     const readerGone = new AbortController();
     let job: Promise<DecodeJobEnd> | undefined;
@@ -245,6 +280,7 @@ export class LocalGenerator {
         firstTokenMs,
       };
       this.#log.debug({ channelId, ...stats, ms: Math.round(performance.now() - started) }, "local generation");
+      this.#countTurn(channelId, sequence);
       return stats;
     } catch (err) {
       if (signal.aborted) throw this.abortedError(request, sampled);
@@ -274,6 +310,7 @@ export class LocalGenerator {
     const { sequence } = lease.slot;
     if (lease.evicted && this.#unsavedTokens(lease.slot) > 0) await this.#save(lease.evicted.channelId, sequence, lease.evicted.firstTurnAt);
     this.#saved.delete(sequence);
+    this.#turnsSinceSave.delete(sequence);
     await sequence.clearHistory();
     return this.#cache?.find(lease.slot.channelId!);
   }
@@ -315,6 +352,7 @@ export class LocalGenerator {
     });
     if (bytes === undefined) return false;
     this.#saved.set(sequence, tokens);
+    this.#turnsSinceSave.delete(sequence);
     this.#log.debug({ channelId, tokens: tokens.length, bytes }, "channel state saved");
     return true;
   }
