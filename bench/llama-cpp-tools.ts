@@ -149,19 +149,23 @@ export interface LlamaBenchResult {
   generationTokensPerSecond: number;
 }
 
-/** `llama-bench`: `promptTokens` in one batch, then `genTokens` one at a time, best of `reps`. */
-export async function llamaBench(tools: LlamaTools, model: string, o: { threads: number; promptTokens: number; genTokens: number; reps: number }): Promise<ToolRun<LlamaBenchResult>> {
-  const out = await runTool(tools.bench, ["-m", model, "-t", String(o.threads), "-ngl", "0", "-p", String(o.promptTokens), "-n", String(o.genTokens), "-r", String(o.reps), "-o", "json"]);
-  const json = out.result.slice(out.result.indexOf("["), out.result.lastIndexOf("]") + 1);
-  const rows = JSON.parse(json) as Array<{ n_prompt: number; n_gen: number; samples_ts: number[] }>;
-  const best = (row: { samples_ts: number[] } | undefined) => Math.max(...(row?.samples_ts ?? [Number.NaN]));
+/**
+ * `llama-bench`: `promptTokens` in one batch into an empty cache, then `genTokens` one at a time
+ * after `genDepth` tokens already in the cache (llama-bench's -d; a reply follows its prompt, and
+ * attention costs grow with the tokens before it), best of `reps`.
+ */
+export async function llamaBench(tools: LlamaTools, model: string, o: { threads: number; promptTokens: number; genTokens: number; genDepth: number; reps: number }): Promise<ToolRun<LlamaBenchResult>> {
+  const common = ["-m", model, "-t", String(o.threads), "-ngl", "0", "-r", String(o.reps), "-o", "json"];
+  const prompt = await runTool(tools.bench, [...common, "-p", String(o.promptTokens), "-n", "0"]);
+  const gen = await runTool(tools.bench, [...common, "-p", "0", "-n", String(o.genTokens), "-d", String(o.genDepth)]);
+  const best = (out: string) => {
+    const rows = JSON.parse(out.slice(out.indexOf("["), out.lastIndexOf("]") + 1)) as Array<{ samples_ts: number[] }>;
+    return Math.max(...(rows[0]?.samples_ts ?? [Number.NaN]));
+  };
   return {
-    result: {
-      promptTokensPerSecond: best(rows.find((r) => r.n_prompt > 0 && r.n_gen === 0)),
-      generationTokensPerSecond: best(rows.find((r) => r.n_gen > 0 && r.n_prompt === 0)),
-    },
-    peakRssMiB: out.peakRssMiB,
-    othersBusy: out.othersBusy,
+    result: { promptTokensPerSecond: best(prompt.result), generationTokensPerSecond: best(gen.result) },
+    peakRssMiB: Math.max(prompt.peakRssMiB, gen.peakRssMiB),
+    othersBusy: Math.max(prompt.othersBusy, gen.othersBusy),
   };
 }
 

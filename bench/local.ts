@@ -14,7 +14,8 @@
  *                        restart, each against warm channels, with and without saved states, and the
  *                        q8_0 KV cache against f16 (BENCH_WINDOW: history tokens per channel, default 1000;
  *                        --channels N: channels taking turns on 4 sequences, default 16; --runs "a;b": only
- *                        the runs whose names start so, e.g. "saved states, f16")
+ *                        the runs whose names start so, e.g. "saved states, f16"; --baseline-channels N:
+ *                        channels in the run without saved states, default 5)
  *   --build-options      llama-bench alone, built with each candidate set of cmake options
  *                        (native with and without OpenMP, without the llamafile kernels)
  *   --rounds N           alternating rounds (default 3)
@@ -38,7 +39,7 @@ const CACHE = resolve(import.meta.dirname, ".cache");
 const threads = Number(process.env.LLAMA_THREADS) || availableParallelism();
 const shape = { ...TINYLLAMA_SHAPE, layers: Number(process.env.BENCH_LAYERS) || TINYLLAMA_SHAPE.layers };
 /** llama-bench's -n and Friend's reply length for the speed figures. */
-const GEN_TOKENS = 32;
+const GEN_TOKENS = 64;
 /** Tokens per channel sequence, as in llama-batched-bench's -c / npl. */
 const CONTEXT_SIZE = 2048;
 const SEQUENCES = 4;
@@ -153,7 +154,7 @@ async function vsLlamaCpp(): Promise<void> {
     for (const type of types) {
       const model = files.model[type]!;
       const steps: Array<[string, () => Promise<unknown>]> = [
-        ["llama-bench", async () => llamaBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, reps: 2 })],
+        ["llama-bench", async () => llamaBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, genDepth: promptTokens || 128, reps: 2 })],
         ["llama-batched-bench", async () => llamaBatchedBench(tools, model, { threads, promptTokens: promptTokens || 128, genTokens: GEN_TOKENS, parallel: [1, SEQUENCES], contextPerSequence: CONTEXT_SIZE })],
         ...binaries.map((build): [string, () => Promise<unknown>] => [
           `friend-${build}`,
@@ -238,6 +239,8 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
         channelsAll: median(friend.map((s) => s.value.channels![SEQUENCES]!)),
         promptRatio: ratio((fr, round) => fr.speed!.promptTokensPerSecond / byRound(bench, round)!.result.promptTokensPerSecond),
         generationRatio: ratio((fr, round) => fr.speed!.generationTokensPerSecond / byRound(bench, round)!.result.generationTokensPerSecond),
+        configured: median(friend.map((s) => s.value.speed!.configuredTokensPerSecond ?? Number.NaN)),
+        configuredRatio: ratio((fr, round) => (fr.speed!.configuredTokensPerSecond ?? Number.NaN) / byRound(bench, round)!.result.generationTokensPerSecond),
         channelsOneRatio: ratio((fr, round) => fr.channels![1]! / byRound(batched, round)!.result[1]!),
         channelsAllRatio: ratio((fr, round) => fr.channels![SEQUENCES]! / byRound(batched, round)!.result[SEQUENCES]!),
         batchingGain: ratio((fr) => fr.channels![SEQUENCES]! / fr.channels![1]!),
@@ -252,7 +255,7 @@ function report(record: Record<string, Record<string, Array<Sample<unknown>>>>, 
       };
       out[`friend-${build}`] = fig;
       lines.push(`  Friend, ${fig.binary}:`);
-      lines.push(`    prompt ${r1(fig.prompt)} tok/s = ${fig.promptRatio}× llama-bench;  generation ${r1(fig.generation)} tok/s = ${fig.generationRatio}× llama-bench`);
+      lines.push(`    prompt ${r1(fig.prompt)} tok/s = ${fig.promptRatio}× llama-bench;  generation ${r1(fig.generation)} tok/s = ${fig.generationRatio}× llama-bench (greedy), ${r1(fig.configured)} tok/s = ${fig.configuredRatio}× as configured (sampling, stop sequences)`);
       lines.push(`    generation total: 1 channel ${r1(fig.channelsOne)} tok/s = ${fig.channelsOneRatio}×, ${SEQUENCES} channels ${r1(fig.channelsAll)} tok/s = ${fig.channelsAllRatio}× llama-batched-bench (${fig.batchingGain}× of 1 channel)`);
       if (fig.loraGenerationOverhead !== undefined) lines.push(`    LoRA overhead: prompt ${r1(100 * fig.loraPromptOverhead!)}%, generation ${r1(100 * fig.loraGenerationOverhead)}%`);
       if (fig.ttftTurn1Ms !== undefined) {
@@ -353,7 +356,7 @@ async function buildOptions(): Promise<void> {
     for (const type of types) {
       for (const t of round % 2 ? tools : [...tools].reverse()) {
         const { load } = await quietEnough();
-        const run = await llamaBench(t, files.model[type]!, { threads, promptTokens: 128, genTokens: GEN_TOKENS, reps: 2 });
+        const run = await llamaBench(t, files.model[type]!, { threads, promptTokens: 128, genTokens: GEN_TOKENS, genDepth: 0, reps: 2 });
         results.push({ type, options: label(t), round, load, othersBusy: run.othersBusy, prompt: run.result.promptTokensPerSecond, generation: run.result.generationTokensPerSecond });
         console.error(`[round ${round}, ${type}] ${label(t)}: load ${load}, others ${run.othersBusy}: ${JSON.stringify(run.result)}`);
       }
@@ -397,8 +400,8 @@ async function returningBench(): Promise<void> {
   type Run = { name: string; returning: Omit<ReturningJob, "stateDir">; saved: boolean };
   const runs: Run[] = ([
     { name: "saved states, f16 KV", returning: { kvCacheType: "f16", windowTokens, manyChannels: many, turnsEach: 5 }, saved: true },
-    // Without saved states every return evaluates the whole window: 5 channels and 3 turns show it.
-    { name: "no saved states, f16 KV", returning: { kvCacheType: "f16", windowTokens, manyChannels: SEQUENCES + 1, turnsEach: 3 }, saved: false },
+    // Without saved states every return evaluates the whole window: 5 channels and 3 turns show it (--baseline-channels N for more).
+    { name: "no saved states, f16 KV", returning: { kvCacheType: "f16", windowTokens, manyChannels: Number(arg("--baseline-channels")) || SEQUENCES + 1, turnsEach: 3 }, saved: false },
     { name: "saved states, q8_0 KV", returning: { kvCacheType: "q8_0", windowTokens, manyChannels: SEQUENCES + 1, turnsEach: 3 }, saved: true },
     // --runs "name;name": only the runs whose names start so (the names hold commas).
   ] satisfies Run[]).filter((r) => !arg("--runs") || arg("--runs")!.split(";").some((n) => r.name.startsWith(n.trim())));
