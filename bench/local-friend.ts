@@ -138,7 +138,7 @@ async function speed(backend: LocalBackend, job: FriendJob, label: string, confi
         stop: stopSequences(persona.name, ["Alice"], cast, 16),
       });
       await backend.resetChannel(`${channel}-configured`);
-      // Random weights write no "\nName:", so a stop never cuts the reply short; the check costs what it costs.
+      // The stop scanner runs on every token; a reply cut short (end-of-text or a stop) is too short to time.
       if (sampled.stats.completionTokens > job.genTokens / 2) configuredBest = Math.max(configuredBest, generationRate(sampled));
     }
   }
@@ -320,6 +320,5 @@ function bestOf(a: SpeedFigures, b: SpeedFigures): SpeedFigures {
     generationTokensPerSecond: Math.max(a.generationTokensPerSecond, b.generationTokensPerSecond),
   };
 }
-
 
 await main();
