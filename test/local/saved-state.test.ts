@@ -284,6 +284,27 @@ describe("what was removed stays removed", () => {
     expect(readdirSync(join(stateDir, readdirSync(stateDir)[0]!))).toEqual([]);
   });
 
+  it("/reset also deletes the channel's states saved under another key (another context size): none of its words stay on disk", async () => {
+    const stateDir = freshStateDir();
+    const before = backend({ sequences: 1, stateDir, contextSize: 512 });
+    await say(before, "c1", [turn("Alice", "my password is swordfish")]);
+    await say(before, "c2", [turn("Bob", LINES[1]!)]);
+    await before.saveState(Date.now() + 30_000);
+    await before.close();
+    // Restarted with another context size: another key, so those states are not this backend's to load.
+    const after = backend({ sequences: 1, stateDir, contextSize: 640 });
+    await say(after, "c3", [turn("Carol", LINES[2]!)]);
+    const files = () => readdirSync(stateDir).flatMap((key) => readdirSync(join(stateDir, key)).map((f) => `${key}/${f}`));
+    expect(files().filter((f) => f.endsWith(".state"))).toHaveLength(2); // c1 and c2 under the old key; c3 is in memory
+    await after.resetChannel("c1");
+    expect(files().filter((f) => f.endsWith(".state"))).toHaveLength(1);
+    await after.saveState(Date.now() + 30_000);
+    await after.resetChannel("c2");
+    await after.resetChannel("c3");
+    expect(files()).toEqual([]);
+    expect(after.describe().savedStates).toMatchObject({ files: 0, bytes: 0 });
+  });
+
   it("a message removed from the middle of the window: the saved state serves only what precedes it, and the reply is as if it had never been said", async () => {
     const stateDir = freshStateDir();
     const b = backend({ sequences: 1, stateDir });

@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Logger } from "pino";
 
@@ -176,11 +176,21 @@ export class StateCache {
     });
   }
 
-  /** Deletes the channel's saved state (/reset, /model, a changed window): it is never loaded again. */
+  /**
+   * Deletes the channel's saved states (/reset, /forget, a deleted message, retention): under this
+   * key, and under every other (written for another model, adapter or context, they hold the same
+   * words). None is ever loaded again.
+   */
   drop(channelId: string): Promise<void> {
-    return this.#serial(channelId, () => this.#remove(channelId));
+    return this.#serial(channelId, async () => {
+      await this.#remove(channelId);
+      const name = fileName(channelId) + STATE;
+      for (const path of this.#entries.keys()) if (basename(path) === name) this.#entries.delete(path);
+      await dropSavedStates(this.#dir, channelId);
+    });
   }
 
+  /** Deletes the channel's state under this key (the budget, a state that failed its check). */
   async #remove(channelId: string): Promise<void> {
     const { state, record } = this.#paths(channelId);
     this.#records.delete(channelId);
