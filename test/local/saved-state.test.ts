@@ -162,6 +162,22 @@ describe("periodic saves (LLAMA_STATE_SAVE_TURNS)", () => {
     expect(after.stats.evaluatedPromptTokens).toBe(after.stats.promptTokens);
   });
 
+  it("a reply its reader ended early counts as a turn (the engine stops reading at another speaker's line); an aborted one does not", async () => {
+    const stateDir = freshStateDir();
+    const b = backend({ sequences: 2, stateDir, stateSaveTurns: 1 });
+    const aborted = new AbortController();
+    const cut = b.generate(request("A", [turn("Alice", LINES[0]!)], { maxTokens: REPLY_TOKENS, signal: aborted.signal }));
+    await cut.next();
+    aborted.abort();
+    await cut.next().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.describe().savedStates?.files).toBe(0);
+    const read = b.generate(request("B", [turn("Bob", LINES[1]!)], { maxTokens: REPLY_TOKENS }));
+    await read.next();
+    await read.return(undefined as never);
+    await untilSaved(b, 1);
+  });
+
   it("a /reset while the periodic save is pending or running leaves no state behind", async () => {
     const steps = await script(backend({ sequences: 2 }), ["A"], 2);
     const stateDir = freshStateDir();

@@ -280,7 +280,6 @@ export class LocalGenerator {
         firstTokenMs,
       };
       this.#log.debug({ channelId, ...stats, ms: Math.round(performance.now() - started) }, "local generation");
-      this.#countTurn(channelId, sequence);
       return stats;
     } catch (err) {
       if (signal.aborted) throw this.abortedError(request, sampled);
@@ -290,6 +289,8 @@ export class LocalGenerator {
       // Also reached when the reader stops early (return()): end the decoding before freeing the sequence.
       readerGone.abort();
       await job?.catch(() => undefined);
+      // A reply the reader ended early (its cleaner saw another speaker) counts too: the sequence holds what it read.
+      if (sampled > 0 && !signal.aborted) this.#countTurn(channelId, lease.slot.sequence);
       lease.release();
       untrack();
     }
