@@ -1,9 +1,20 @@
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { describeForgotten, FORGET_PARTIAL } from "../../src/discord/commands/forget.ts";
+import type { IncomingMessage } from "../../src/conversation/conversation.ts";
 import { deferred, flakyStore, message, RecordingSink, rig } from "./scripted.ts";
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Submits `m`, has the next OpenAI generation answer it with `reply`, and waits until its channel is idle. */
+async function answer({ conversation, openai }: Pick<ReturnType<typeof rig>, "conversation" | "openai">, m: IncomingMessage, reply: string): Promise<void> {
+  const next = openai.generations.length;
+  const sink = new RecordingSink();
+  conversation.submit(m, sink);
+  (await openai.generation(next)).say(reply).end();
+  await sink.finished.promise;
+  await conversation.idle(m.channelId);
+}
 const DAY_MS = 86_400_000;
 
 afterEach(() => {
@@ -118,13 +129,10 @@ describe("deleted messages leave Friend", () => {
   });
 
   it("an answered message that is deleted leaves the window, the store and the local KV cache; Friend's reply stays", async () => {
-    const { conversation, openai, local, store } = rig();
+    const r = rig();
+    const { conversation, openai, local, store } = r;
     const m = message("c", "forget this");
-    const sink = new RecordingSink();
-    conversation.submit(m, sink);
-    (await openai.generation(0)).say("Forgotten what?").end();
-    await sink.finished.promise;
-    await conversation.idle("c");
+    await answer(r, m, "Forgotten what?");
     local.resets.length = 0;
     expect(conversation.withdraw("c", [m.id])).toBe(1);
     expect(local.resets).toEqual(["c"]);
@@ -174,13 +182,10 @@ describe("edits count", () => {
   });
 
   it("an edit of an answered message replaces its text in the window, the store, and resets the KV cache; an unchanged text changes nothing", async () => {
-    const { conversation, openai, local, store } = rig();
+    const r = rig();
+    const { conversation, openai, local, store } = r;
     const m = message("c", "I like cats");
-    const sink = new RecordingSink();
-    conversation.submit(m, sink);
-    (await openai.generation(0)).say("Cats!").end();
-    await sink.finished.promise;
-    await conversation.idle("c");
+    await answer(r, m, "Cats!");
     local.resets.length = 0;
     expect(conversation.revise("c", m.id, "I like cats")).toBe(false); // Discord added an embed
     expect(local.resets).toEqual([]);
@@ -210,19 +215,12 @@ describe("edits count", () => {
 
 describe("/forget", () => {
   it("forgets a user in every channel and DM, with Friend's replies to them, and leaves other users' turns", async () => {
-    const { conversation, openai, local, store } = rig();
-    openai.generations.length = 0;
-    const answer = async (channel: string, text: string, author: string, reply: string) => {
-      const sink = new RecordingSink();
-      conversation.submit(message(channel, text, author), sink);
-      (await openai.generation(openai.generations.length)).say(reply).end();
-      await sink.finished.promise;
-      await conversation.idle(channel);
-    };
-    await answer("c1", "alice in c1", "Alice", "Hi Alice.");
-    await answer("c1", "bob in c1", "Bob", "Hi Bob.");
-    await answer("c2", "alice in c2", "Alice", "Alice again.");
-    await answer("dm-alice", "alice in a DM", "Alice", "Psst.");
+    const r = rig();
+    const { conversation, openai, local, store } = r;
+    await answer(r, message("c1", "alice in c1", "Alice"), "Hi Alice.");
+    await answer(r, message("c1", "bob in c1", "Bob"), "Hi Bob.");
+    await answer(r, message("c2", "alice in c2", "Alice"), "Alice again.");
+    await answer(r, message("dm-alice", "alice in a DM", "Alice"), "Psst.");
     local.resets.length = 0;
 
     const forgotten = conversation.forget("user-Alice");
@@ -269,12 +267,9 @@ describe("/forget", () => {
 describe("/forget with a failing database", () => {
   it("a store that cannot say where the user's words are: memory is forgotten, and the answer says to try again", async () => {
     const { store, failing } = flakyStore();
-    const { conversation, openai } = rig({ store });
-    const sink = new RecordingSink();
-    conversation.submit(message("c", "remember me"), sink);
-    (await openai.generation(0)).say("I will.").end();
-    await sink.finished.promise;
-    await conversation.idle("c");
+    const r = rig({ store });
+    const { conversation } = r;
+    await answer(r, message("c", "remember me"), "I will.");
     failing.add("channelsOf");
     const forgotten = conversation.forget("user-Alice");
     expect(forgotten).toEqual({ channels: 1, turns: 1, replies: 1, unanswered: 0, durable: true, partial: true });
@@ -284,12 +279,9 @@ describe("/forget with a failing database", () => {
 
   it("a store that cannot be written: what memory held is reported, the answer says so, and the write lands once the store is back", async () => {
     const { store, real, failing } = flakyStore();
-    const { conversation, openai } = rig({ store });
-    const sink = new RecordingSink();
-    conversation.submit(message("c", "remember me"), sink);
-    (await openai.generation(0)).say("I will.").end();
-    await sink.finished.promise;
-    await conversation.idle("c");
+    const r = rig({ store });
+    const { conversation } = r;
+    await answer(r, message("c", "remember me"), "I will.");
     failing.add("forgetAuthor");
     const forgotten = conversation.forget("user-Alice");
     expect(forgotten).toMatchObject({ channels: 1, turns: 1, replies: 1, durable: false, partial: false });
@@ -370,18 +362,13 @@ describe("leaving a channel or a server", () => {
   });
 
   it("leaving a server forgets every channel of it, those Discord still listed and those only the store knew (threads), and no other", async () => {
-    const { conversation, openai, store } = rig();
-    const answer = async (channel: string, extra: { guildId?: string; parentId?: string }) => {
-      const sink = new RecordingSink();
-      conversation.submit({ ...message(channel, `in ${channel}`), ...extra }, sink);
-      (await openai.generation(openai.generations.length)).say("Ok.").end();
-      await sink.finished.promise;
-      await conversation.idle(channel);
-    };
-    await answer("text", { guildId: "g" });
-    await answer("thread", { guildId: "g", parentId: "text" });
-    await answer("other", { guildId: "g2" });
-    await answer("dm", {});
+    const r = rig();
+    const { conversation, store } = r;
+    const answerIn = (channel: string, extra: { guildId?: string; parentId?: string }) => answer(r, { ...message(channel, `in ${channel}`), ...extra }, "Ok.");
+    await answerIn("text", { guildId: "g" });
+    await answerIn("thread", { guildId: "g", parentId: "text" });
+    await answerIn("other", { guildId: "g2" });
+    await answerIn("dm", {});
     conversation.setBackend("listed", "local"); // a channel with only a /model choice, known from Discord's list
     conversation.leaveGuild("g", ["text", "listed"]);
     for (const channel of ["text", "thread", "listed"]) {
@@ -393,12 +380,9 @@ describe("leaving a channel or a server", () => {
   });
 
   it("deleting a channel forgets the threads recorded under it", async () => {
-    const { conversation, openai, store } = rig();
-    const sink = new RecordingSink();
-    conversation.submit({ ...message("thread", "in a thread"), guildId: "g", parentId: "parent" }, sink);
-    (await openai.generation(0)).say("Ok.").end();
-    await sink.finished.promise;
-    await conversation.idle("thread");
+    const r = rig();
+    const { conversation, store } = r;
+    await answer(r, { ...message("thread", "in a thread"), guildId: "g", parentId: "parent" }, "Ok.");
     conversation.leaveChannel("parent");
     expect(store.loadWindow("thread")).toEqual([]);
   });
