@@ -1,6 +1,6 @@
 import { rmSync } from "node:fs";
 import { Writable } from "node:stream";
-import { afterAll, beforeAll, expect } from "vitest";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
 import { startFriend, type Friend } from "../../src/app.ts";
 import type { EngineParts } from "../../src/engine.ts";
 import { loadConfig, type Config } from "../../src/config/env.ts";
@@ -100,6 +100,15 @@ export function handled(world: World, messageId: string, timeoutMs = 10_000): Pr
  * The tiny GGUF models for one test file: written before its tests, removed after them. `env`
  * points Friend's local backend at the script model (no adapter unless `extra` names one).
  */
+/** Steps that undo what a test started (servers, processes, folders); after each test they run, the last added first. */
+export function useCleanup(): Array<() => Promise<void>> {
+  const steps: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const step of steps.splice(0).reverse()) await step();
+  });
+  return steps;
+}
+
 export function useTinyModels(): { models: () => TinyModelSet; env: (extra?: Record<string, string>) => Record<string, string> } {
   let set: TinyModelSet | undefined;
   beforeAll(() => {

@@ -3,17 +3,13 @@ import { chmodSync, mkdtempSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FakeDiscord } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
-import { eventually } from "./harness.ts";
+import { eventually, useCleanup } from "./harness.ts";
 import { spawnFriend, type FriendProcess } from "./process.ts";
 
-let cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.reverse()) await step();
-  cleanup = [];
-});
+const cleanup = useCleanup();
 
 async function fakes() {
   const discord = await FakeDiscord.start();

@@ -1,19 +1,15 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FakeDiscord } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { writeTinyModelSet } from "../gguf/tiny-models.ts";
-import { eventually } from "./harness.ts";
+import { eventually, useCleanup } from "./harness.ts";
 import { spawnFriend, type FriendProcess } from "./process.ts";
 
 const MANAGE_CHANNELS = (1n << 4n).toString();
-let cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.reverse()) await step();
-  cleanup = [];
-});
+const cleanup = useCleanup();
 
 function track(friend: FriendProcess): FriendProcess {
   cleanup.push(async () => {

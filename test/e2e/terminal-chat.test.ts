@@ -1,19 +1,15 @@
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FakeModelServer } from "../fakes/model-server.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
-import { eventually, useTinyModels } from "./harness.ts";
+import { eventually, useCleanup, useTinyModels } from "./harness.ts";
 import { CHAT_STARTUP_MS, openaiChatEnv, startChat, type Chat } from "./chat-process.ts";
 
 const tiny = useTinyModels();
 
-let cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.reverse()) await step();
-  cleanup = [];
-});
+const cleanup = useCleanup();
 
 /** `friend chat` as a user runs it, with piped stdin and only the given environment. */
 const chat = (args: string[], env: Record<string, string>, cwd?: string): Chat => startChat(args, env, cleanup, cwd);

@@ -5,19 +5,15 @@
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FakeModelServer } from "../fakes/model-server.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { CHAT_STARTUP_MS, openaiChatEnv, startChat, type Chat } from "./chat-process.ts";
-import { eventually, useTinyModels } from "./harness.ts";
+import { eventually, useCleanup, useTinyModels } from "./harness.ts";
 
 const tiny = useTinyModels();
 
-let cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const step of cleanup.reverse()) await step();
-  cleanup = [];
-});
+const cleanup = useCleanup();
 
 const chat = (args: string[], env: Record<string, string>, cwd?: string): Chat => startChat(args, env, cleanup, cwd);
 
