@@ -1,6 +1,20 @@
 import { describe, expect, it } from "vitest";
 import { deferred, message, RecordingSink, rig } from "./scripted.ts";
 
+/** A three-line scene in "c", held once its first line is posted until `gate` is resolved. */
+async function sceneHeldAfterFirstLine({ conversation, openai }: ReturnType<typeof rig>): Promise<{ sink: RecordingSink; gate: { resolve: () => void } }> {
+  conversation.setScene("c", 3);
+  const sink = new RecordingSink();
+  const gate = deferred();
+  const firstLine = deferred();
+  sink.sceneGate = gate.promise;
+  sink.onSceneLine = () => firstLine.resolve();
+  conversation.submit(message("c", "hi"), sink);
+  (await openai.generation(0)).say("Sure.\nRoss: one\nMonica: two\nRachel: three").end();
+  await firstLine.promise;
+  return { sink, gate };
+}
+
 describe("scenes", () => {
   it("off by default: the follow-on scene is cut and the cast stops the model", async () => {
     const { conversation, openai } = rig();
@@ -43,16 +57,9 @@ describe("scenes", () => {
   });
 
   it("a new message stops a scene in flight: the lines posted stay, the rest are not posted, and the message is answered next", async () => {
-    const { conversation, openai, store } = rig();
-    conversation.setScene("c", 3);
-    const sink = new RecordingSink();
-    const gate = deferred();
-    const firstLine = deferred();
-    sink.sceneGate = gate.promise;
-    sink.onSceneLine = () => firstLine.resolve();
-    conversation.submit(message("c", "hi"), sink);
-    (await openai.generation(0)).say("Sure.\nRoss: one\nMonica: two\nRachel: three").end();
-    await firstLine.promise;
+    const r = rig();
+    const { conversation, openai, store } = r;
+    const { sink, gate } = await sceneHeldAfterFirstLine(r);
     const next = new RecordingSink();
     conversation.submit(message("c", "wait, stop"), next);
     gate.resolve();
@@ -66,16 +73,9 @@ describe("scenes", () => {
   });
 
   it("the shutdown stops a scene in flight: the message counts as answered, the lines posted are remembered, the rest are dropped", async () => {
-    const { conversation, openai, store } = rig();
-    conversation.setScene("c", 3);
-    const sink = new RecordingSink();
-    const gate = deferred();
-    const firstLine = deferred();
-    sink.sceneGate = gate.promise;
-    sink.onSceneLine = () => firstLine.resolve();
-    conversation.submit(message("c", "hi"), sink);
-    (await openai.generation(0)).say("Sure.\nRoss: one\nMonica: two\nRachel: three").end();
-    await firstLine.promise;
+    const r = rig();
+    const { conversation, openai, store } = r;
+    const { sink, gate } = await sceneHeldAfterFirstLine(r);
     const closing = conversation.close(5000);
     gate.resolve();
     await closing;
