@@ -123,15 +123,21 @@ describe("mid-reply", () => {
     expect(replyTo(discord, channel, first.id)[0]?.content).toBe(SLOW);
   });
 
-  it("a message edited while its reply streams: the begun reply goes, and the new text is answered", async () => {
-    const world = await start();
+  /** Alice asks Friend `text` in the first channel; resolves once its slow reply has begun on Discord. Later requests are answered "re <text>". */
+  async function replyBegun(world: World, text: string) {
     const { discord, openai } = world;
     const channel = discord.channelIds[0]!;
     const alice = discord.user({ name: "alice", globalName: "Alice" });
     openai.script({ text: SLOW, chunkDelayMs: 150 });
     openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
-    const m = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "how are you") });
+    const m = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, text) });
     await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m.id);
+    return { discord, channel, alice, m };
+  }
+
+  it("a message edited while its reply streams: the begun reply goes, and the new text is answered", async () => {
+    const world = await start();
+    const { discord, channel, alice, m } = await replyBegun(world, "how are you");
     discord.editMessage(m.id, `<@${discord.botUser.id}> how are YOU`, { mentions: [discord.botUser] });
     await eventually(() => replyTo(discord, channel, m.id).map((r) => r.content).join("|") === "re how are YOU", "the answer to the new text, alone");
     expect(lastPrompt(world)).toEqual(["how are YOU"]);
@@ -141,13 +147,7 @@ describe("mid-reply", () => {
 
   it("/forget while Friend is answering the user: the reply is withdrawn and nothing of theirs is kept", async () => {
     const world = await start();
-    const { discord, openai } = world;
-    const channel = discord.channelIds[0]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    openai.script({ text: SLOW, chunkDelayMs: 150 });
-    openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
-    const m = discord.sendMessage({ channelId: channel, author: alice, ...mention(discord, "tell me a secret") });
-    await discord.waitForRest((c) => c.method === "POST" && c.body?.message_reference?.message_id === m.id);
+    const { discord, channel, alice, m } = await replyBegun(world, "tell me a secret");
     const forget = discord.sendInteraction({ channelId: channel, user: alice, name: "forget" });
     expect((await interactionReply(discord, forget.token)).content).toBe("Done. I forgot 1 message of yours I hadn't answered yet, in 1 channel.");
     await eventually(() => replyTo(discord, channel, m.id).length === 0, "the begun reply deleted");
