@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     pool: "forks",
     maxWorkers: 2,
+    // The default output, then the names of any test files a dead worker left unfinished.
+    reporters: ["default", "./test/unfinished-reporter.ts"],
   },
 });

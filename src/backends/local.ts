@@ -201,9 +201,11 @@ export class LocalBackend implements Backend {
 
   /** Ends downloads, loads and generations in flight and frees the model and context, for good. */
   async close(): Promise<void> {
-    const closed = this.#loader.close();
+    this.#loader.abort();
+    // Freed only once llama.cpp is done with every sequence: a context or model freed under a
+    // decode, a state save or a scoring still running is a native use-after-free.
     await this.#generatorReady?.drain();
-    await closed;
+    await this.#loader.close();
     this.#generatorReady = undefined;
   }
 

@@ -348,6 +348,27 @@ describe("dispose", () => {
     expect(b.describe().loaded).toBe(false);
   });
 
+  it("frees the model only after llama.cpp is done with every sequence: a scoring and a save in flight finish first", async () => {
+    const stateDir = freshStateDir();
+    const b = backend({ sequences: 2, stateDir });
+    const window = [turn("Alice", LINES[0]!), turn(persona.name, "hm"), turn("Alice", LINES[1]!)];
+    await say(b, "A", window);
+    const reply = Array.from({ length: 12 }, (_, i) => LINES[i % LINES.length]).join(" ");
+    const reference = await b.scoreReply(request("B", window), reply);
+    // Both begin, then the backend closes under them.
+    const scoring = b.scoreReply(request("B", window), reply);
+    const saving = b.saveState(Date.now() + 30_000);
+    await new Promise((r) => setImmediate(r));
+    const closed = b.close();
+    expect(await scoring).toEqual(reference);
+    await saving;
+    await closed;
+    // The state written while closing is whole: a new backend restores it and evaluates only what is new.
+    const next = backend({ sequences: 2, stateDir });
+    const after = await say(next, "A", [...window, turn(persona.name, "hm"), turn("Alice", LINES[2]!)]);
+    expect(after.stats.restoredPromptTokens).toBeGreaterThan(0);
+  });
+
   it("llama.cpp's error lines are held only while a load step runs, never after a successful load", async () => {
     const loader = new LocalModelLoader({
       modelSource: parseModelSource(files.model),

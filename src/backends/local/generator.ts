@@ -82,14 +82,21 @@ export class LocalGenerator {
 
   /** The true reply's likelihood after the prompt `generate` would build (friend eval's perplexity), on the channel's sequence. */
   async score(request: GenerateRequest, reply: string): Promise<ReplyScore> {
-    const lease = await this.#slots.acquire(request.channelId, request.signal);
+    // Tracked from the start, so close() frees nothing under it; it watches only its own signal.
+    let untrack!: () => void;
+    this.#track(new Promise<void>((resolve) => (untrack = resolve)));
     try {
-      if (lease.reassigned) await this.#takeOver(lease);
-      await lease.slot.sequence.clearHistory(); // scored from a clean sequence: no saved or cached state stands for it
-      this.#saved.delete(lease.slot.sequence);
-      return await scoreReply(this.#loaded.model, lease.slot.sequence, this.#loaded.firstToken, request, reply, TRIM_TO_FRACTION);
+      const lease = await this.#slots.acquire(request.channelId, request.signal);
+      try {
+        if (lease.reassigned) await this.#takeOver(lease);
+        await lease.slot.sequence.clearHistory(); // scored from a clean sequence: no saved or cached state stands for it
+        this.#saved.delete(lease.slot.sequence);
+        return await scoreReply(this.#loaded.model, lease.slot.sequence, this.#loaded.firstToken, request, reply, TRIM_TO_FRACTION);
+      } finally {
+        lease.release();
+      }
     } finally {
-      lease.release();
+      untrack();
     }
   }
 

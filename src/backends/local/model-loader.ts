@@ -127,9 +127,17 @@ export class LocalModelLoader {
     return this.#loading;
   }
 
-  /** Ends any download or load in flight and frees the model and context, for good. */
-  async close(): Promise<void> {
+  /** Aborts the closing signal: downloads, loads and everything watching the signal end. Frees nothing. */
+  abort(): void {
     if (!this.#closing.signal.aborted) this.#closing.abort(new BackendError("aborted", "The local backend is closing."));
+  }
+
+  /**
+   * Ends any download or load in flight and frees the model and context, for good. The caller
+   * must have waited for llama.cpp to be done with every sequence (abort(), then drain).
+   */
+  async close(): Promise<void> {
+    this.abort();
     const loaded = await this.#loading?.catch(() => undefined);
     this.#loaded = undefined;
     if (loaded) await this.#free(loaded);
