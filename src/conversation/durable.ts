@@ -21,7 +21,7 @@ export interface DurableWritesOptions {
 /**
  * The store writes of every channel, in order, surviving a bad moment on the host. A write that
  * fails (a lock another process holds, a full disk) is kept and tried again every second, and the
- * writes after it wait behind it: a /reset that failed is never overtaken by the turns that follow,
+ * writes after it wait behind it, untried until it lands: a /reset that failed is never overtaken by the turns that follow,
  * and a reply that was posted is recorded as answered once the store is back, so catch-up after a
  * later restart does not answer it again.
  */
@@ -37,10 +37,15 @@ export class DurableWrites {
     return this.#waiting.length;
   }
 
-  /** Runs the write now, after the writes still waiting (tried again first); true when it is durable now. */
+  /**
+   * Runs the write now, after the writes still waiting (tried again first); true when it is durable
+   * now. During an outage (a retry is armed) it only joins the queue: a flood of messages must not
+   * try a locked or failing store once each (each try can block for SQLite's busy timeout).
+   */
   write(what: string, run: () => void): boolean {
     this.#waiting.push({ what, run });
     this.#trim();
+    if (this.#timer) return false;
     return this.flush();
   }
 
