@@ -262,7 +262,7 @@ export class ChannelSession {
 
   /** Answers a message accepted before a restart (catch-up); it is already durable. */
   resume(message: AcceptedMessage, sink: ReplySink): { result: "started" | "queued"; dropped?: PendingTurn } {
-    return this.#enqueue({ turn: message.turn, sink });
+    return this.#enqueue({ turn: message.turn, sink, ...(message.character !== undefined ? { character: message.character } : {}) });
   }
 
   /** Gives up on messages that will never be answered (too old, or gone from Discord). */

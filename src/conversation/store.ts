@@ -10,7 +10,7 @@ export interface AcceptedMessage {
   turn: Turn & { messageId: string };
   /** The text was cut to the input bounds, and the reply says so (not stored). */
   trimmed?: boolean;
-  /** The cast member it replies to, who answers it (not stored: after a restart the channel's persona does). */
+  /** The cast member it replies to, who answers it (stored: catch-up after a restart answers as them too). */
   character?: string;
   /** The server the channel belongs to (none in a DM), and a thread's parent channel: leaving either forgets it. */
   guildId?: string;

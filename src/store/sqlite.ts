@@ -92,6 +92,8 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX places_by_guild ON places (guild_id);
    CREATE INDEX places_by_parent ON places (parent_id);`,
+  // 6: the cast member a waiting message replies to, so catch-up after a restart answers as them.
+  `ALTER TABLE accepted ADD COLUMN character TEXT;`,
 ];
 
 /** How often the owning bot says it is alive, and after how long without a word another may take over. */
@@ -144,7 +146,7 @@ type TurnRow = {
   author_id: string | null;
   answered_authors: string | null;
 };
-type AcceptedRow = { message_id: string; channel_id: string; author_id: string; author: string; text: string; at: number; tokens: number | null };
+type AcceptedRow = { message_id: string; channel_id: string; author_id: string; author: string; text: string; at: number; tokens: number | null; character: string | null };
 
 function turnOf(r: TurnRow): Turn {
   return {
@@ -193,7 +195,7 @@ export class SqliteStore implements ConversationStore, WebhookStore {
       ),
       trimTurns: db.prepare("DELETE FROM turns WHERE channel_id = ? AND id <= (SELECT id FROM turns WHERE channel_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"),
       clearTurns: db.prepare("DELETE FROM turns WHERE channel_id = ?"),
-      accept: db.prepare("INSERT INTO accepted (message_id, channel_id, author_id, author, text, at, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      accept: db.prepare("INSERT INTO accepted (message_id, channel_id, author_id, author, text, at, tokens, character) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
       unaccept: db.prepare("DELETE FROM accepted WHERE message_id = ?"),
       unacceptIn: db.prepare("DELETE FROM accepted WHERE channel_id = ? AND message_id = ?"),
       accepted: db.prepare("SELECT * FROM accepted ORDER BY at, rowid"),
@@ -261,11 +263,11 @@ export class SqliteStore implements ConversationStore, WebhookStore {
     return this.#read(() => (this.#q.window.all(channelId, this.#maxTurns) as TurnRow[]).map(turnOf));
   }
 
-  accept({ channelId, authorId, turn, guildId, parentId }: AcceptedMessage): boolean {
+  accept({ channelId, authorId, turn, character, guildId, parentId }: AcceptedMessage): boolean {
     return this.#write("accept a message", () =>
       this.#db.transaction(() => {
         if (this.isKnown(turn.messageId)) return false;
-        this.#q.accept.run(turn.messageId, channelId, authorId, turn.author, turn.text, turn.at, turn.tokens ?? null);
+        this.#q.accept.run(turn.messageId, channelId, authorId, turn.author, turn.text, turn.at, turn.tokens ?? null, character ?? null);
         if (guildId) this.#q.place.run(channelId, guildId, parentId ?? null);
         return true;
       })(),
@@ -305,6 +307,7 @@ export class SqliteStore implements ConversationStore, WebhookStore {
         authorId: r.author_id,
         ...(r.tokens !== null ? { tokens: r.tokens } : {}),
       },
+      ...(r.character !== null ? { character: r.character } : {}),
     }));
   }
 

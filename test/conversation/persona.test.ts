@@ -55,3 +55,38 @@ describe("/persona in a channel", () => {
     expect((await openai.generation(0)).prompt).toEqual(["User Joey: I'm the real one"]);
   });
 });
+
+describe("a reply to a character's message", () => {
+  it("left unanswered at a restart, is answered after it by that character, not the channel's persona", async () => {
+    const store = new SqliteStore({ path: ":memory:" });
+    const first = rig({ store });
+    const toMonica = { ...message("c", "what's for dinner?"), character: "Monica" };
+    const toNobody = message("c", "and for dessert?");
+    const stuck = new RecordingSink();
+    stuck.finishGate = new Promise(() => {}); // killed before the replies were posted
+    first.conversation.submit(toMonica, stuck);
+    first.conversation.submit(toNobody, new RecordingSink());
+    (await first.openai.generation(0)).say("Lasagna.").end();
+
+    const restarted = rig({ store });
+    const sinks = new Map<string, RecordingSink>();
+    const counts = await restarted.conversation.catchUp({
+      maxAgeMs: 60_000,
+      sinkFor: async (m) => {
+        const sink = new RecordingSink();
+        sinks.set(m.turn.messageId, sink);
+        return sink;
+      },
+    });
+    expect(counts.resumed).toBe(2);
+    const g = await restarted.openai.generation(0);
+    expect(g.request.persona.name).toBe("Monica");
+    expect(g.prompt).toEqual(["Alice: what's for dinner?"]);
+    g.say("Lasagna!").end();
+    expect(await sinks.get(toMonica.id)!.finished.promise).toBe("Lasagna!");
+    expect(sinks.get(toMonica.id)!.speakers).toEqual(["Monica"]);
+    const next = await restarted.openai.generation(1);
+    expect(next.request.persona.name).toBe("Friend");
+    expect(next.prompt).toEqual(["Alice: what's for dinner?", "Monica: Lasagna!", "Alice: and for dessert?"]);
+  });
+});
