@@ -12,7 +12,7 @@ import { createEngine, type Engine } from "../engine.ts";
 import { createLogger } from "../log.ts";
 import { TERMINAL_CHANNEL_PREFIX } from "../core/channel.ts";
 import { stripControlSequences } from "./control-sequences.ts";
-import { TerminalReply, terminalMessageIds, type TerminalOutput } from "./terminal.ts";
+import { TerminalReply, terminalMessageIds, terminalMessagePid, type TerminalOutput } from "./terminal.ts";
 
 const HELP = `Usage: friend chat [--backend openai|local] [--persona NAME] [--channel NAME] [--name YOURNAME] [--raw]
 
@@ -106,6 +106,17 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   }
 }
 
+/** Whether the chat process `pid` still runs (a reused pid errs on the side of keeping its messages). */
+function chatAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === "EPERM";
+  }
+}
+
 /** Exits the process after `ms` unless it has exited by itself by then (the timer does not keep it alive). */
 function leaveAfter(ms: number, code: () => number): void {
   setTimeout(() => process.exit(code()), ms).unref();
@@ -153,8 +164,9 @@ async function converse(
   const note = (text: string) => out.write(`${out.color ? `\x1b[2m(${stripControlSequences(text)})\x1b[22m` : `(${stripControlSequences(text)})`}\n`);
   let raw = options.raw;
 
-  // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is waiting on.
-  const stale = conversation.dropUnanswered(channelId);
+  // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is
+  // waiting on; those of another chat still open on this channel are its own to answer.
+  const stale = conversation.dropUnanswered(channelId, (messageId) => chatAlive(terminalMessagePid(channelId, messageId)));
   if (stale > 0) note(`${stale} message${stale === 1 ? "" : "s"} from last time never got an answer`);
   if (options.backend && options.backend !== conversation.backendOf(channelId)) {
     // Ctrl-C while the model downloads or loads stops that, and the chat ends with the reason.

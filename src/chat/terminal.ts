@@ -13,6 +13,13 @@ export function terminalMessageIds(channelId: string, instance = `${process.pid}
   return (at) => `${channelId}:${instance}:${at}:${++count}`;
 }
 
+/** The process id of the chat that made `messageId` (see terminalMessageIds); undefined for any other id. */
+export function terminalMessagePid(channelId: string, messageId: string): number | undefined {
+  if (!messageId.startsWith(`${channelId}:`)) return undefined;
+  const match = /^(\d+)-[0-9a-f]+:\d+:\d+$/.exec(messageId.slice(channelId.length + 1));
+  return match ? Number(match[1]) : undefined;
+}
+
 /** Where the terminal chat writes; `color` dims the --raw view. */
 export interface TerminalOutput {
   write(text: string): void;

@@ -215,11 +215,17 @@ export class Conversation {
     return counts;
   }
 
-  /** Gives up the channel's unanswered messages (a terminal chat reopened: nobody waits on them); returns how many. */
-  dropUnanswered(channelId: string): number {
+  /**
+   * Gives up the channel's unanswered messages (a terminal chat reopened: nobody waits on them),
+   * except those `waitedOn` says someone still waits on; returns how many were given up.
+   */
+  dropUnanswered(channelId: string, waitedOn: (messageId: string) => boolean = () => false): number {
     let ids: string[];
     try {
-      ids = this.options.store.unanswered().filter((m) => m.channelId === channelId).map((m) => m.turn.messageId);
+      ids = this.options.store
+        .unanswered()
+        .filter((m) => m.channelId === channelId && !waitedOn(m.turn.messageId))
+        .map((m) => m.turn.messageId);
     } catch (err) {
       this.#context.storeFailed(err, this.options.logger);
       return 0;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { terminalMessageIds } from "../../src/chat/terminal.ts";
+import { terminalMessageIds, terminalMessagePid } from "../../src/chat/terminal.ts";
 
 describe("terminal message ids", () => {
   it("two chats on one channel never make the same id, even for the same line in the same millisecond", () => {
@@ -21,6 +21,21 @@ describe("terminal message ids", () => {
           return times.map((ms) => next(1_700_000_000_000 + ms));
         });
         expect(new Set(ids).size).toBe(ids.length);
+      }),
+    );
+  });
+
+  it("name the chat process that made them, and nothing else does", () => {
+    const next = terminalMessageIds("cli:shared");
+    expect(terminalMessagePid("cli:shared", next(Date.now()))).toBe(process.pid);
+    expect(terminalMessagePid("cli:shared", terminalMessageIds("cli:shared", "4242-0badf00d")(1))).toBe(4242);
+    for (const other of ["cli:other:1-ab:1:1", "cli:shared:1-ab:1", "1234567890", "cli:shared:x-ab:1:1", "cli:shared:1-ab:1:1:extra", "cli:sharedx:1-ab:1:1"]) {
+      expect(terminalMessagePid("cli:shared", other)).toBeUndefined();
+    }
+    fc.assert(
+      fc.property(fc.stringMatching(/^[\w.-]{1,64}$/), fc.integer({ min: 1, max: 2 ** 22 }), fc.nat(), (name, pid, at) => {
+        const channel = `cli:${name}`;
+        expect(terminalMessagePid(channel, terminalMessageIds(channel, `${pid}-deadbeef`)(at))).toBe(pid);
       }),
     );
   });

@@ -110,6 +110,28 @@ describe("friend chat against hostile conditions", () => {
     expect(asked).toEqual([...lines("monica"), ...lines("ross")].sort());
   }, CHAT_STARTUP_MS * 2);
 
+  it("a chat opened on a channel another chat is still answering leaves that chat's waiting message alone; a dead chat's is dropped", async () => {
+    const { openai, env } = await openaiEnv();
+    openai.script({ hang: true }); // the first chat's reply never comes while the others start
+    const first = chat(["--channel", "shared", "--name", "monica"], env);
+    first.say("are you there?");
+    await eventually(() => openai.requests.length === 1, "the first chat's request", CHAT_STARTUP_MS);
+    const second = chat(["--channel", "shared", "--name", "ross"], env);
+    second.end();
+    expect(await second.exited).toBe(0);
+    expect(second.stdout()).not.toContain("never got an answer");
+    // Killed while its message waits: the next chat on the channel drops that message, and says so.
+    first.child.kill("SIGKILL");
+    await first.exited;
+    openai.script({ text: "Yes." });
+    const third = chat(["--channel", "shared", "--name", "monica"], env);
+    third.say("still me");
+    third.end();
+    expect(await third.exited).toBe(0);
+    expect(third.stdout()).toContain("(1 message from last time never got an answer)");
+    expect(openai.requests.at(-1)!.body.messages.slice(1).map((m) => m.content)).toEqual(["still me"]);
+  }, CHAT_STARTUP_MS * 3);
+
   it("a model's control sequences never reach the terminal, in the reply or the raw view", async () => {
     const { openai, env } = await openaiEnv();
     openai.script({ text: "Friend: \x1b]0;pwned\x07Hi\x1b[2J\x1b[H there\x1b]52;c;cm0gLXJmIH4=\x07, friend\x9b31m!\x1bc\nRoss: \x1b]52;c;eA==\x07" });
