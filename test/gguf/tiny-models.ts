@@ -45,6 +45,11 @@ export interface TinyScriptOptions {
   followOnSpeaker?: string;
   /** Bytes of filler metadata (a string key llama.cpp ignores), for a file big enough to download in several chunks. */
   paddingBytes?: number;
+  /**
+   * Unused tokens added after the script's (ids unchanged; they never win), for a vocabulary the
+   * size of a real model's, where each output row llama.cpp copies or samples is as long.
+   */
+  unusedTokens?: number;
 }
 
 /** Options of the script model alone (adapters are always F32). */
@@ -79,6 +84,7 @@ const EOS = 2;
 const TOKEN_NORMAL = 1;
 const TOKEN_UNKNOWN = 2;
 const TOKEN_CONTROL = 3;
+const TOKEN_UNUSED = 5;
 const TOKEN_BYTE = 6;
 
 function byteToken(byte: number): string {
@@ -114,6 +120,10 @@ function design(options: TinyScriptOptions = {}): Design {
     // SentencePiece merges pairs of pieces that are in the vocab, so every prefix must be one.
     for (let end = 2; end <= word.length; end++) add(word.slice(0, end));
     if (word.length === 1) add(word);
+  }
+  for (let u = 0; u < (options.unusedTokens ?? 0); u++) {
+    tokens.push(`<unused${u}>`);
+    types.push(TOKEN_UNUSED);
   }
   // Longer pieces score higher, so merges run to the whole word.
   const scores = tokens.map((t, i) => (types[i] === TOKEN_NORMAL ? t.length : 0));

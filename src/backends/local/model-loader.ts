@@ -26,6 +26,7 @@ import { checkGgufFile, describeLoadError, llamaFailureReason, type ModelFileRol
 import { fileIdentity } from "./model-identity.ts";
 import { peftAdapterFile } from "./peft-adapter.ts";
 import { llamaBinary, llamaRuntime, onLlamaLog } from "./runtime.ts";
+import { sampleFirstAloneAfterDecode } from "./sampling-order.ts";
 import type { StateKey } from "./state-cache.ts";
 
 export interface ModelLoaderOptions {
@@ -301,6 +302,14 @@ export class LocalModelLoader {
       throw err;
     }
 
+    try {
+      // Sequences sharing a decode must not sample at once before llama.cpp has reordered its outputs.
+      sampleFirstAloneAfterDecode(context);
+    } catch (err) {
+      await context.dispose();
+      await model.dispose();
+      throw new BackendError("load", `Cannot use the llama.cpp context for ${modelFile}: ${(err as Error).message}`, { cause: err });
+    }
     const sequences = Array.from({ length: o.sequences }, () => context.getSequence());
     return { modelFile, adapterFile, model, context, sequences, firstToken: firstPromptToken(model), stateKey };
   }
