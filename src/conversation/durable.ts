@@ -21,9 +21,9 @@ export interface DurableWritesOptions {
 /**
  * The store writes of every channel, in order, surviving a bad moment on the host. A write that
  * fails (a lock another process holds, a full disk) is kept and tried again every second, and the
- * writes after it wait behind it, untried until it lands: a /reset that failed is never overtaken by the turns that follow,
- * and a reply that was posted is recorded as answered once the store is back, so catch-up after a
- * later restart does not answer it again.
+ * writes after it wait behind it, untried until it lands: a /reset that failed is never overtaken
+ * by the turns that follow, and a reply that was posted is recorded as answered once the store is
+ * back, so catch-up after a later restart does not answer it again.
  */
 export class DurableWrites {
   readonly #waiting: Write[] = [];
