@@ -8,6 +8,7 @@
  * must end where the file does. A truncated file or a header that lies is refused before any
  * tensor is read.
  */
+import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 
 /** The dtypes an adapter's weights come in, and their sizes in bytes. */
@@ -55,12 +56,18 @@ export class SafetensorsFile {
 
   /** Opens and checks `path`; throws SafetensorsError naming the file and what is wrong. */
   static async open(path: string): Promise<SafetensorsFile> {
-    const handle = await open(path, "r");
+    // Non-blocking: a named pipe opened the usual way would wait for a writer for ever.
+    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "EISDIR") throw new SafetensorsError(path, "is not a file");
+      throw err;
+    });
     try {
-      const size = (await handle.stat()).size;
+      const stat = await handle.stat();
+      const size = stat.size;
       const fail = (problem: string): never => {
         throw new SafetensorsError(path, problem);
       };
+      if (!stat.isFile()) fail("is not a file");
       if (size < 8) fail(`is ${size} bytes long, too short for a safetensors file (an interrupted download or copy?)`);
       const lengthBytes = Buffer.alloc(8);
       await handle.read(lengthBytes, 0, 8, 0);

@@ -8,6 +8,7 @@
  * the end of the file: a 24-byte file whose header claims 2^48 tensors and 2^32 keys kept it busy
  * for minutes (issue 10). So the whole layout is walked, bounded by the file's size.
  */
+import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 
 const GGUF_MAGIC = "GGUF";
@@ -102,9 +103,18 @@ export class NotAFileError extends Error {}
 /** The walk ran past the bytes read so far; read more and start again. */
 class NeedMoreBytes extends Error {}
 
+/**
+ * Opens `path` to read without ever waiting: a named pipe opened the usual way blocks until a
+ * writer comes (for ever, holding one of libuv's few threads). Non-blocking, it opens at once and
+ * the caller's stat says it is not a file; for a regular file the flag changes nothing.
+ */
+function openForReading(path: string): Promise<FileHandle> {
+  return open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+}
+
 /** Reads the layout of the GGUF file at `path`; throws NotGgufError or DamagedGgufError (or a file system error). */
 export async function readGgufFile(path: string): Promise<GgufLayout> {
-  const file = await open(path, "r");
+  const file = await openForReading(path);
   try {
     const stat = await file.stat();
     if (!stat.isFile()) throw new NotAFileError(`${path} is not a file`);
@@ -131,7 +141,7 @@ export async function readGgufLayout(file: FileHandle, fileSize: number): Promis
 
 /** A tensor's raw bytes, as stored (any ggml type). */
 export async function readGgufTensorBytes(path: string, layout: GgufLayout, tensor: GgufTensorInfo): Promise<Buffer> {
-  const file = await open(path, "r");
+  const file = await openForReading(path);
   try {
     const bytes = Buffer.alloc(tensor.bytes);
     await file.read(bytes, 0, tensor.bytes, layout.dataStart + tensor.offset);

@@ -4,6 +4,7 @@
  * Friend's import as with llama.cpp's own conversion; at scale 0 it is the base's. And
  * LLAMA_LORA_PATH naming the PEFT folder imports it once and loads it.
  */
+import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -124,6 +125,18 @@ describe("LLAMA_LORA_PATH naming a PEFT folder", () => {
     expect(second).not.toBe(first);
     expect(lines.filter((l) => l.msg === "imported PEFT adapter")).toHaveLength(2);
   });
+
+  it.each(["adapter_config.json", "adapter_model.safetensors"])("with %s a named pipe: refused at once, never waited on for a writer", async (file) => {
+    const peftDir = join(dir, `fifo-${file}`);
+    cpSync(join(FIXTURE, "adapter"), peftDir, { recursive: true });
+    rmSync(join(peftDir, file));
+    execFileSync("mkfifo", [join(peftDir, file)]);
+    const options = { adaptersDir: join(dir, "fifo-adapters"), log: capturingLogger().logger, onProgress: () => undefined };
+    await expect(importedPeftAdapter(peftDir, baseFile, options)).rejects.toMatchObject({
+      kind: "load",
+      message: `Cannot import the PEFT adapter in ${peftDir} (LLAMA_LORA_PATH): ${file} is not a file.`,
+    });
+  }, 10_000);
 
   it("loads in the local backend, which names the folder as its adapter", async () => {
     const adaptersDir = join(dir, "backend-adapters");

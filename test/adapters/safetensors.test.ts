@@ -2,6 +2,7 @@
  * The safetensors reader: values round-trip in every dtype; any truncation or corruption of a
  * real file is either read as a consistent file or refused with a SafetensorsError naming the file.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,6 +88,16 @@ describe("damaged files", () => {
     expect((err as Error).message).toMatch(error);
     expect((err as Error).message.startsWith(path)).toBe(true);
   });
+
+  it("a named pipe or a directory is refused at once as not a file (a pipe is never waited on for a writer)", async () => {
+    const fifo = join(dir, "adapter.fifo");
+    execFileSync("mkfifo", [fifo]);
+    for (const path of [fifo, dir]) {
+      const err = await readAll(path);
+      expect(err).toBeInstanceOf(SafetensorsError);
+      expect((err as Error).message).toBe(`${path}: is not a file`);
+    }
+  }, 10_000);
 
   it("any truncation of a real file is refused, naming the file", async () => {
     await fc.assert(

@@ -3,6 +3,7 @@
  * (llama.cpp's own reason for adapters, captured from its log), and a failed load never stops a
  * later good one.
  */
+import { execFileSync } from "node:child_process";
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -62,6 +63,18 @@ describe("load errors name the file and the reason", () => {
     expect(err.message).toContain(files.dir);
     expect(err.message).toMatch(/directory|not a file/);
   });
+
+  it("a named pipe (FIFO) given as the model or the adapter is refused at once, never waited on for a writer", async () => {
+    const fifo = join(files.dir, "model.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const started = Date.now();
+    const model = await loadError({ modelPath: fifo });
+    expect(model.message).toContain(`The local model file ${fifo} is not a file.`);
+    const adapter = await loadError({ modelPath: files.model, loraPath: fifo });
+    expect(adapter.message).toContain(`The local LoRA adapter file ${fifo} is not a file.`);
+    // A blocking open would wait for a writer for ever (and hold one of libuv's threads meanwhile).
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 25_000);
 
   it("a missing or non-GGUF adapter", async () => {
     const missing = await loadError({ modelPath: files.model, loraPath: files.missing });

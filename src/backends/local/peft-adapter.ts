@@ -9,7 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, statSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { readBaseModelShape } from "../../adapters/base-model.ts";
 import { AdapterError } from "../../adapters/errors.ts";
@@ -136,12 +136,17 @@ export async function importedPeftAdapter(peftDir: string, modelFile: string, op
   }
 }
 
-/** Adds a file's length and bytes to the hash (a missing file adds a marker), streaming. */
+/**
+ * Adds a file's length and bytes to the hash (a missing file adds a marker), streaming. Anything
+ * but a regular file is refused first: reading a named pipe would wait for a writer for ever.
+ */
 async function hashFile(hash: ReturnType<typeof createHash>, path: string): Promise<void> {
   if (!existsSync(path)) {
     hash.update(`missing:${basename(path)};`);
     return;
   }
-  hash.update(`${basename(path)}:${statSync(path).size};`);
+  const stat = statSync(path);
+  if (!stat.isFile()) throw new BackendError("load", `Cannot import the PEFT adapter in ${dirname(path)} (LLAMA_LORA_PATH): ${basename(path)} is not a file.`);
+  hash.update(`${basename(path)}:${stat.size};`);
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
 }
