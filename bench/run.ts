@@ -1,4 +1,4 @@
-// npm run bench [-- tokens|data|local|load|soak|disruption|eval|adapter [args]]: runs the benchmarks, one process each,
+// npm run bench [-- tokens|data|local|load|soak|disruption|eval|adapter|store-outage [args]]: runs the benchmarks, one process each,
 // so one bench's memory never shows up in another's figures. With no name: tokens, data, local, load.
 import { spawnSync } from "node:child_process";
 
@@ -11,6 +11,7 @@ const BENCHES: Record<string, string[]> = {
   disruption: ["bench/load.ts", "disruption"],
   eval: ["bench/eval.ts"],
   adapter: ["bench/adapter-import.ts"],
+  "store-outage": ["bench/store-outage.ts"],
 };
 
 const [name, ...args] = process.argv.slice(2);
