@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { FakeDiscord } from "../fakes/discord.ts";
 import { FakeOpenAI } from "../fakes/openai-chat.ts";
 import { writeTinyModelSet } from "../gguf/tiny-models.ts";
-import { eventually, useCleanup } from "./harness.ts";
+import { eventually, interactionReply, useCleanup } from "./harness.ts";
 import { spawnFriend, type FriendProcess } from "./process.ts";
 
 const MANAGE_CHANNELS = (1n << 4n).toString();
@@ -239,6 +239,36 @@ describe("restarts keep Friend the same friend", () => {
     second.child.kill("SIGTERM");
     expect(await second.exited).toBe(0);
     expect(replyTo(discord, chat, m.id).map((x) => x.content)).toEqual([slow]);
+  }, 180_000);
+
+  it("SIGTERM mid-scene: the lines posted stay and are remembered after the restart, the rest are never posted, and Friend exits 0", async () => {
+    const { discord, openai, start } = await setup();
+    const chat = discord.channelIds[1]!;
+    const alice = discord.user({ name: "alice", globalName: "Alice" });
+    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
+    const first = await start();
+    const on = discord.sendInteraction({ channelId: chat, user: alice, name: "scene", options: [{ name: "on", type: 1, options: [{ name: "lines", type: 4, value: 3 }] }], permissions: MANAGE_CHANNELS });
+    expect((await interactionReply(discord, on.token)).content).toMatch(/up to 3 lines/);
+    openai.script({ text: "Sure.\nRoss: one\nMonica: two\nRachel: three" });
+    // Ross's line waits 3 s on a 429; the signal lands while it waits.
+    discord.rateLimitNext((c) => c.method === "POST" && c.path.startsWith("/webhooks/"), 1, 3);
+    discord.sendMessage({ channelId: chat, author: alice, ...mention("go") });
+    await discord.waitForRest((c) => c.method === "POST" && c.path.startsWith("/webhooks/") && c.status === 429, 20_000);
+    first.child.kill("SIGTERM");
+    expect(await first.exited).toBe(0);
+    expect(discord.botMessages(chat).map((m) => m.content)).toEqual(["Sure."]);
+    // The line in flight may land or not; the lines after it never do.
+    const posted = discord.webhookMessages(chat).map((m) => `${m.username}: ${m.content}`);
+    expect([[], ["Ross: one"]]).toContainEqual(posted);
+
+    openai.script({ text: "Okay." });
+    await start();
+    const m2 = discord.sendMessage({ channelId: chat, author: alice, ...mention("and then?") });
+    await eventually(() => replyTo(discord, chat, m2.id)[0]?.content === "Okay.", "the answer after the restart", 20_000);
+    expect(discord.webhookMessages(chat).map((m) => `${m.username}: ${m.content}`)).toEqual(posted);
+    // The next prompt holds exactly what the channel saw: the reply, and the scene lines that were posted.
+    const prompt = openai.requests.at(-1)!.body.messages.slice(1).map((m) => `${m.name ?? m.role}: ${m.content}`);
+    expect(prompt).toEqual(["Alice: go", "assistant: Sure.", ...posted, "Alice: and then?"]);
   }, 180_000);
 
   it("refuses a second Friend bot on the same database, naming the one already running", async () => {
