@@ -113,6 +113,17 @@ export class LocalGenerator {
    */
   async saveAll(deadlineAt: number): Promise<number> {
     if (!this.#cache) return 0;
+    // Tracked, so a close() meanwhile frees nothing under a save.
+    let untrack!: () => void;
+    this.#track(new Promise<void>((resolve) => (untrack = resolve)));
+    try {
+      return await this.#saveAll(deadlineAt);
+    } finally {
+      untrack();
+    }
+  }
+
+  async #saveAll(deadlineAt: number): Promise<number> {
     const deadline = AbortSignal.timeout(Math.max(0, deadlineAt - Date.now()));
     let written = 0;
     for (const channelId of this.#slots.holders()) {
