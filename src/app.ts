@@ -48,7 +48,7 @@ export async function startFriend(config: Config, logger: Logger, parts: EngineP
     conversation,
     logger,
     webhookStore: store,
-    onInteraction: commandHandler({ config, conversation, backends, startedAt, version: VERSION, characterPosting: (channelId): Promise<string | null> => bot.characterPosting(channelId) }, logger),
+    onInteraction: commandHandler({ config, conversation, backends, startedAt, version: VERSION, characterPosting: (channelId): Promise<string | null> => bot.characterPosting(channelId), characterFallback: (channelId) => bot.characterFallback(channelId) }, logger),
     onReady: async (client) => {
       try {
         const count = await registerCommands(client.rest, client.application.id, config.discord.guildId);

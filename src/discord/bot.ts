@@ -78,6 +78,13 @@ export class FriendBot {
     return typeof target === "string" ? FALLBACK_REASONS[target] : null;
   }
 
+  /** Why characters post as Friend with the name in bold in a channel, as last found (for /status); null when they do not, or nobody has tried. */
+  characterFallback(channelId: string): string | null {
+    const channel = this.client.channels.cache.get(channelId);
+    const reason = channel ? this.webhooks.refusal(channel) : undefined;
+    return reason ? FALLBACK_REASONS[reason] : null;
+  }
+
   get ready(): boolean {
     return this.#ready && this.client.isReady();
   }

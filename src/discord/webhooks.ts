@@ -91,6 +91,17 @@ export class CharacterWebhooks {
     return typeof webhook === "string" ? webhook : { webhook, channelId, ...(threadId ? { threadId } : {}) };
   }
 
+  /**
+   * Why the channel's characters post as Friend with the name in bold, as last found (nothing is
+   * asked of Discord); undefined while they post through the webhook, or before anyone tried.
+   */
+  refusal(channel: Channel): FallbackReason | undefined {
+    if (channel.isDMBased()) return "dm";
+    const channelId = channel.isThread() ? channel.parentId : channel.id;
+    const known = channelId ? this.#known.get(channelId) : undefined;
+    return known && "refused" in known ? known.refused : undefined;
+  }
+
   /** The webhook was deleted behind Friend's back: forgotten, so the next post creates another. */
   forget(channelId: string, webhookId: string): void {
     const known = this.#known.get(channelId);

@@ -179,6 +179,29 @@ describe("the fallback: Friend posts the character's line itself, the name in bo
     expect(discord.webhookMessages(channel)).toHaveLength(0);
   });
 
+  it("a fallback that begins later (the webhook deleted, Manage Webhooks gone) is shown by /status, with why", async () => {
+    const discord = await FakeDiscord.start();
+    world = await startWorld({ discord });
+    const channel = discord.channelIds[0]!;
+    const status = async () => {
+      const i = discord.sendInteraction({ channelId: channel, user: discord.user({ name: "member" }), name: "status" });
+      const embed = (await interactionReply(discord, i.token)).embeds![0] as { fields: { name: string; value: string }[] };
+      return embed.fields.find((f) => f.name === "Persona here")?.value;
+    };
+    expect(await choose(world, channel, "Chandler")).toBe("From the next message on, **Chandler** answers in this channel.");
+    world.openai.otherwise((r) => ({ text: `Could it BE ${r.body.messages.at(-1)!.content}` }));
+    const alice = discord.user({ name: "alice" });
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} sunnier?`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.webhookMessages(channel).some((m) => m.content === "Could it BE sunnier?"), "Chandler's line through the webhook");
+    expect(await status()).toBe("Chandler");
+
+    discord.denyManageWebhooks(channel);
+    discord.deleteWebhook(discord.channelWebhooks(channel)[0]!.id);
+    discord.sendMessage({ channelId: channel, author: alice, content: `${mention(world)} colder?`, mentions: [discord.botUser as never] });
+    await eventually(() => discord.botMessages(channel).some((m) => m.content === "**Chandler:** Could it BE colder?"), "Chandler's line, posted by Friend");
+    expect(await status()).toBe("Chandler, posted by me as **Chandler:** (I don't have the Manage Webhooks permission in this channel)");
+  });
+
   it("at the channel's webhook limit (30007)", async () => {
     const discord = await FakeDiscord.start();
     const channel = discord.channelIds[0]!;

@@ -12,6 +12,8 @@ export interface CommandContext {
   version: string;
   /** Why Friend cannot post under a character's own name in a channel (a DM, no Manage Webhooks, the limit); null when it can. */
   characterPosting?(channelId: string): Promise<string | null>;
+  /** Why characters post as Friend with the name in bold in a channel, as last found (asks Discord nothing); null when they do not. */
+  characterFallback?(channelId: string): string | null;
 }
 
 /** One slash command: its registration payload and its handler, in one module. */

@@ -14,7 +14,7 @@ export function describeSavedStates(states: { files: number; bytes: number; budg
   return `${states.files} (${mib(states.bytes)} MiB of ${mib(states.budgetBytes)} MiB)`;
 }
 
-/** `/status`: the channel's backend and model, the local model's state, the window size, how long turns are kept, saved channel states, uptime and version. */
+/** `/status`: the channel's persona (and why its character posts as Friend, if so), backend and model, the local model's state, the window size, how long turns are kept, saved channel states, uptime and version. */
 export const statusCommand: SlashCommand = {
   data: new SlashCommandBuilder()
     .setName("status")
@@ -23,16 +23,18 @@ export const statusCommand: SlashCommand = {
     .setContexts(InteractionContextType.Guild, InteractionContextType.BotDM)
     .toJSON(),
 
-  async execute(interaction, { config, conversation, backends, startedAt, version }) {
+  async execute(interaction, { config, conversation, backends, startedAt, version, characterFallback }) {
     const backend = conversation.backendOf(interaction.channelId);
     const persona = conversation.personaOf(interaction.channelId);
+    // A character who cannot post under their own name here: whoever asks sees why (it may have begun after /persona).
+    const fallback = persona.name === config.settings.persona.name ? null : (characterFallback?.(interaction.channelId) ?? null);
     const openai = backends.openai.describe();
     const local = backends.created().find((b) => b.name === "local")?.describe();
     const window = conversation.windowSize(interaction.channelId);
     const embed = new EmbedBuilder()
       .setTitle(`${config.settings.persona.name} — status`)
       .addFields(
-        { name: "Persona here", value: persona.name, inline: true },
+        { name: "Persona here", value: fallback ? `${persona.name}, posted by me as **${persona.name}:** (${fallback})` : persona.name, inline: true },
         { name: "Backend here", value: backend, inline: true },
         { name: "OpenAI model", value: openai.model, inline: true },
         { name: "Local model", value: local?.model ?? modelSourceName(parseModelSource(config.local.modelPath)), inline: true },
