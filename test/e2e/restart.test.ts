@@ -44,7 +44,10 @@ async function setup() {
     await eventually(() => discord.identifies > before && friend.output().includes("slash commands registered"), "Friend to connect", 50_000);
     return friend;
   };
-  return { discord, openai, env, start, dbPath };
+  const alice = discord.user({ name: "alice", globalName: "Alice" });
+  /** A message that mentions Friend. */
+  const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
+  return { discord, openai, env, start, dbPath, alice, mention };
 }
 
 describe("restarts keep Friend the same friend", () => {
@@ -52,10 +55,8 @@ describe("restarts keep Friend the same friend", () => {
     discord.botMessages(channel).filter((m) => m.body.message_reference?.message_id === messageId);
 
   it("after SIGTERM mid-reply: the reply is posted before Friend exits 0, and everything survives", async () => {
-    const { discord, openai, start } = await setup();
+    const { discord, openai, start, alice, mention } = await setup();
     const [localChannel, chat] = discord.channelIds as [string, string];
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
 
     const first = await start();
@@ -102,10 +103,8 @@ describe("restarts keep Friend the same friend", () => {
     ["after SIGTERM, a local channel's KV state is saved", "SIGTERM", {}],
     ["with LLAMA_STATE_SAVE_TURNS=1, a local channel's KV state is saved after its turn and survives a SIGKILL", "SIGKILL", { LLAMA_STATE_SAVE_TURNS: "1" }],
   ] as const)("%s, and its first reply after the restart loads it instead of evaluating the window", async (_name, stop, extraEnv) => {
-    const { discord, env, start, dbPath } = await setup();
+    const { discord, env, start, dbPath, alice, mention } = await setup();
     const localChannel = discord.channelIds[0]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     Object.assign(env, { LOG_LEVEL: "debug", ...extraEnv });
 
     const first = await start();
@@ -140,10 +139,8 @@ describe("restarts keep Friend the same friend", () => {
   }, 180_000);
 
   it("after SIGKILL mid-reply: the next start answers the message exactly once, completing the reply begun", async () => {
-    const { discord, openai, start } = await setup();
+    const { discord, openai, start, alice, mention } = await setup();
     const chat = discord.channelIds[1]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     openai.otherwise((r) => ({ text: `re ${r.body.messages.at(-1)!.content}` }));
 
     const first = await start();
@@ -170,9 +167,8 @@ describe("restarts keep Friend the same friend", () => {
   }, 180_000);
 
   it("after SIGKILL mid-reply as a character: catch-up edits the webhook message begun, never posting it twice", async () => {
-    const { discord, openai, start } = await setup();
+    const { discord, openai, start, alice } = await setup();
     const chat = discord.channelIds[1]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
     const first = await start();
     const choose = discord.sendInteraction({ channelId: chat, user: alice, name: "persona", options: [{ name: "character", type: 3, value: "Joey" }], permissions: MANAGE_CHANNELS });
     await discord.waitForRest((c) => c.method === "PATCH" && c.path.includes(`/${choose.token}/messages/@original`), 20_000);
@@ -195,10 +191,8 @@ describe("restarts keep Friend the same friend", () => {
   }, 180_000);
 
   it("after SIGKILL while a long reply's third part waits on a 429: the restart posts each part exactly once", async () => {
-    const { discord, openai, start } = await setup();
+    const { discord, openai, start, alice, mention } = await setup();
     const chat = discord.channelIds[1]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     // About 5,000 characters: three parts of at most 2,000.
     const long = Array.from({ length: 120 }, (_, i) => `Sentence number ${i} of a very long story.`).join(" ");
     openai.script({ text: long, chunks: [long] });
@@ -220,10 +214,8 @@ describe("restarts keep Friend the same friend", () => {
   }, 180_000);
 
   it("SIGTERM while start-up catch-up is answering: the caught-up reply is posted whole before Friend exits 0", async () => {
-    const { discord, openai, start } = await setup();
+    const { discord, openai, start, alice, mention } = await setup();
     const chat = discord.channelIds[1]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     const first = await start();
     openai.script({ text: "A reply that never finishes, because the process dies.", chunkDelayMs: 300 });
     const m = discord.sendMessage({ channelId: chat, author: alice, ...mention("hello") });
@@ -242,10 +234,8 @@ describe("restarts keep Friend the same friend", () => {
   }, 180_000);
 
   it("SIGTERM mid-scene: the lines posted stay and are remembered after the restart, the rest are never posted, and Friend exits 0", async () => {
-    const { discord, openai, start } = await setup();
+    const { discord, openai, start, alice, mention } = await setup();
     const chat = discord.channelIds[1]!;
-    const alice = discord.user({ name: "alice", globalName: "Alice" });
-    const mention = (t: string) => ({ content: `<@${discord.botUser.id}> ${t}`, mentions: [discord.botUser as never] });
     const first = await start();
     const on = discord.sendInteraction({ channelId: chat, user: alice, name: "scene", options: [{ name: "on", type: 1, options: [{ name: "lines", type: 4, value: 3 }] }], permissions: MANAGE_CHANNELS });
     expect((await interactionReply(discord, on.token)).content).toMatch(/up to 3 lines/);
