@@ -616,21 +616,31 @@ function openDatabase(path: string, moveCorruptAside: boolean, busyTimeoutMs: nu
   }
 }
 
+/**
+ * How long start-up waits for another process's start-up on the same file (its WAL switch or
+ * migrations); at run time a write waits only `busyTimeoutMs`, on the event loop.
+ */
+const OPEN_BUSY_TIMEOUT_MS = 10_000;
+
 function migrate(db: Database.Database, path: string, busyTimeoutMs: number): Database.Database {
   try {
+    db.pragma(`busy_timeout = ${OPEN_BUSY_TIMEOUT_MS}`);
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = NORMAL");
-    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     const check = db.pragma("quick_check", { simple: true });
     if (check !== "ok") throw new Error(`integrity check failed: ${String(check)}`);
-    const version = db.pragma("user_version", { simple: true }) as number;
-    if (version > MIGRATIONS.length) {
-      throw new StoreError(`FRIEND_DB_PATH=${path} was written by a newer Friend (schema ${version}, this one knows ${MIGRATIONS.length}). Upgrade Friend, or point FRIEND_DB_PATH elsewhere.`);
-    }
+    // The schema version is read inside the write transaction: another process starting at the
+    // same moment migrates first, and this one then finds nothing left to do.
     db.transaction(() => {
+      const version = db.pragma("user_version", { simple: true }) as number;
+      if (version > MIGRATIONS.length) {
+        throw new StoreError(`FRIEND_DB_PATH=${path} was written by a newer Friend (schema ${version}, this one knows ${MIGRATIONS.length}). Upgrade Friend, or point FRIEND_DB_PATH elsewhere.`);
+      }
+      if (version === MIGRATIONS.length) return;
       for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
       db.pragma(`user_version = ${MIGRATIONS.length}`);
-    })();
+    }).immediate();
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
     return db;
   } catch (err) {
     db.close();

@@ -1,10 +1,10 @@
 import Database from "better-sqlite3";
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
+import { SCHEMA_VERSION, SqliteStore, StoreError, StoreWriteError } from "../../src/store/sqlite.ts";
 
 const dir = () => mkdtempSync(join(tmpdir(), "friend-locks-"));
 const accepted = (id: string) => ({ channelId: "c", authorId: "u", turn: { author: "Alice", text: "hi", fromFriend: false, at: 1, messageId: id } });
@@ -72,4 +72,41 @@ describe("one Friend bot per database", () => {
     const b = open(path);
     expect(() => b.claimOwnership(path)).not.toThrow();
   });
+});
+
+describe("processes starting on one database at the same moment", () => {
+  it("all open it (a fresh file, or one of an older schema), and the migrations run once", async () => {
+    const store = new URL("../../src/store/sqlite.ts", import.meta.url).pathname;
+    for (const older of [false, true]) {
+      const folder = dir();
+      const path = join(folder, "friend.db");
+      const go = join(folder, "go");
+      if (older) {
+        // A database of the schema before the last: its last migration runs while the others wait.
+        new SqliteStore({ path }).close();
+        const previous = new Database(path);
+        previous.exec("ALTER TABLE accepted DROP COLUMN character");
+        previous.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+        previous.close();
+      }
+      // Each waits for the same go file, then opens at once.
+      const script = `import { existsSync } from "node:fs";
+        import { SqliteStore } from ${JSON.stringify(store)};
+        while (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 2));
+        new SqliteStore({ path: ${JSON.stringify(path)} }).close();`;
+      const children = Array.from({ length: 4 }, () => {
+        const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { stdio: ["ignore", "ignore", "pipe"] });
+        cleanup.push(() => child.kill("SIGKILL"));
+        let stderr = "";
+        child.stderr!.on("data", (d) => (stderr += d));
+        return new Promise<{ code: number | null; stderr: string }>((resolve) => child.on("exit", (code) => resolve({ code, stderr })));
+      });
+      await new Promise((r) => setTimeout(r, 4000)); // every child started and waiting
+      writeFileSync(go, "");
+      expect(await Promise.all(children)).toEqual(Array.from({ length: 4 }, () => ({ code: 0, stderr: "" })));
+      const db = new Database(path);
+      expect(db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+      db.close();
+    }
+  }, 60_000);
 });
