@@ -8,8 +8,8 @@
  * must end where the file does. A truncated file or a header that lies is refused before any
  * tensor is read.
  */
-import { constants } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { NotAFileError, openRegularFile } from "../gguf/reader.ts";
 
 /** The dtypes an adapter's weights come in, and their sizes in bytes. */
 export const SAFETENSORS_DTYPES = { F32: 4, F16: 2, BF16: 2 } as const;
@@ -56,18 +56,13 @@ export class SafetensorsFile {
 
   /** Opens and checks `path`; throws SafetensorsError naming the file and what is wrong. */
   static async open(path: string): Promise<SafetensorsFile> {
-    // Non-blocking: a named pipe opened the usual way would wait for a writer for ever.
-    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "EISDIR") throw new SafetensorsError(path, "is not a file");
-      throw err;
+    const { file: handle, size } = await openRegularFile(path).catch((err: unknown) => {
+      throw err instanceof NotAFileError ? new SafetensorsError(path, "is not a file") : err;
     });
     try {
-      const stat = await handle.stat();
-      const size = stat.size;
       const fail = (problem: string): never => {
         throw new SafetensorsError(path, problem);
       };
-      if (!stat.isFile()) fail("is not a file");
       if (size < 8) fail(`is ${size} bytes long, too short for a safetensors file (an interrupted download or copy?)`);
       const lengthBytes = Buffer.alloc(8);
       await handle.read(lengthBytes, 0, 8, 0);

@@ -11,6 +11,7 @@ import { NOT_DURABLE_YET } from "../conversation/conversation.ts";
 import { createEngine, type Engine } from "../engine.ts";
 import { createLogger } from "../log.ts";
 import { TERMINAL_CHANNEL_PREFIX } from "../core/channel.ts";
+import { processAlive } from "../core/process.ts";
 import { stripControlSequences } from "./control-sequences.ts";
 import { TerminalReply, terminalMessageIds, terminalMessagePid, type TerminalOutput } from "./terminal.ts";
 
@@ -106,17 +107,6 @@ export async function runChat(argv: string[], io: CommandIo): Promise<number> {
   }
 }
 
-/** Whether the chat process `pid` still runs (a reused pid errs on the side of keeping its messages). */
-function chatAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === "EPERM";
-  }
-}
-
 /** Exits the process after `ms` unless it has exited by itself by then (the timer does not keep it alive). */
 function leaveAfter(ms: number, code: () => number): void {
   setTimeout(() => process.exit(code()), ms).unref();
@@ -165,8 +155,12 @@ async function converse(
   let raw = options.raw;
 
   // Messages left unanswered when an earlier chat was closed belong to a conversation nobody is
-  // waiting on; those of another chat still open on this channel are its own to answer.
-  const stale = conversation.dropUnanswered(channelId, (messageId) => chatAlive(terminalMessagePid(channelId, messageId)));
+  // waiting on; those of another chat still open on this channel are its own to answer (a reused
+  // pid errs on the side of keeping them).
+  const stale = conversation.dropUnanswered(channelId, (messageId) => {
+    const pid = terminalMessagePid(channelId, messageId);
+    return pid !== undefined && processAlive(pid);
+  });
   if (stale > 0) note(`${stale} message${stale === 1 ? "" : "s"} from last time never got an answer`);
   if (options.backend && options.backend !== conversation.backendOf(channelId)) {
     // Ctrl-C while the model downloads or loads stops that, and the chat ends with the reason.

@@ -104,21 +104,31 @@ export class NotAFileError extends Error {}
 class NeedMoreBytes extends Error {}
 
 /**
- * Opens `path` to read without ever waiting: a named pipe opened the usual way blocks until a
- * writer comes (for ever, holding one of libuv's few threads). Non-blocking, it opens at once and
- * the caller's stat says it is not a file; for a regular file the flag changes nothing.
+ * Opens the regular file `path` to read, with its size; throws NotAFileError for anything else (a
+ * directory, a device, a named pipe). It never waits: a named pipe opened the usual way blocks
+ * until a writer comes (for ever, holding one of libuv's few threads); opened non-blocking it opens
+ * at once and is refused. For a regular file the flag changes nothing.
  */
-function openForReading(path: string): Promise<FileHandle> {
-  return open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+export async function openRegularFile(path: string): Promise<{ file: FileHandle; size: number }> {
+  const file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === "EISDIR" ? new NotAFileError(`${path} is not a file`) : err;
+  });
+  const stat = await file.stat().catch(async (err: unknown) => {
+    await file.close();
+    throw err;
+  });
+  if (!stat.isFile()) {
+    await file.close();
+    throw new NotAFileError(`${path} is not a file`);
+  }
+  return { file, size: stat.size };
 }
 
 /** Reads the layout of the GGUF file at `path`; throws NotGgufError or DamagedGgufError (or a file system error). */
 export async function readGgufFile(path: string): Promise<GgufLayout> {
-  const file = await openForReading(path);
+  const { file, size } = await openRegularFile(path);
   try {
-    const stat = await file.stat();
-    if (!stat.isFile()) throw new NotAFileError(`${path} is not a file`);
-    return await readGgufLayout(file, stat.size);
+    return await readGgufLayout(file, size);
   } finally {
     await file.close();
   }
@@ -141,7 +151,7 @@ export async function readGgufLayout(file: FileHandle, fileSize: number): Promis
 
 /** A tensor's raw bytes, as stored (any ggml type). */
 export async function readGgufTensorBytes(path: string, layout: GgufLayout, tensor: GgufTensorInfo): Promise<Buffer> {
-  const file = await openForReading(path);
+  const { file } = await openRegularFile(path);
   try {
     const bytes = Buffer.alloc(tensor.bytes);
     await file.read(bytes, 0, tensor.bytes, layout.dataStart + tensor.offset);

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { BACKEND_NAMES, type BackendName } from "../core/backend.ts";
+import { processAlive } from "../core/process.ts";
 import type { AcceptedMessage, ChannelPlace, ConversationStore, ForgottenAuthor } from "../conversation/store.ts";
 import type { Turn } from "../core/turn.ts";
 import type { WebhookCredentials, WebhookStore } from "../core/webhook.ts";
@@ -549,15 +550,6 @@ export class SqliteStore implements ConversationStore, WebhookStore {
       this.#writeFailure = failure;
       throw failure;
     }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === "EPERM"; // alive, someone else's
   }
 }
 

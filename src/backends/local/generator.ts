@@ -83,8 +83,7 @@ export class LocalGenerator {
   /** The true reply's likelihood after the prompt `generate` would build (friend eval's perplexity), on the channel's sequence. */
   async score(request: GenerateRequest, reply: string): Promise<ReplyScore> {
     // Tracked from the start, so close() frees nothing under it; it watches only its own signal.
-    let untrack!: () => void;
-    this.#track(new Promise<void>((resolve) => (untrack = resolve)));
+    const untrack = this.#begin();
     try {
       const lease = await this.#slots.acquire(request.channelId, request.signal);
       try {
@@ -114,8 +113,7 @@ export class LocalGenerator {
   async saveAll(deadlineAt: number): Promise<number> {
     if (!this.#cache) return 0;
     // Tracked, so a close() meanwhile frees nothing under a save.
-    let untrack!: () => void;
-    this.#track(new Promise<void>((resolve) => (untrack = resolve)));
+    const untrack = this.#begin();
     try {
       return await this.#saveAll(deadlineAt);
     } finally {
@@ -152,6 +150,13 @@ export class LocalGenerator {
   #track(working: Promise<void>): void {
     this.#inFlight.add(working);
     void working.finally(() => this.#inFlight.delete(working));
+  }
+
+  /** Tracks work from now until the returned function is called (more than once is harmless). */
+  #begin(): () => void {
+    let done!: () => void;
+    this.#track(new Promise<void>((resolve) => (done = resolve)));
+    return done;
   }
 
   /**
@@ -192,8 +197,7 @@ export class LocalGenerator {
       throw err;
     }
     // Tracked until llama.cpp is done with the sequence, which does not wait for a paused reader.
-    let untrack!: () => void;
-    this.#track(new Promise<void>((resolve) => (untrack = resolve)));
+    const untrack = this.#begin();
     // Aborted when the reader stops early (return() on this generator): the decode loop drops the sequence.
     const readerGone = new AbortController();
     let job: Promise<DecodeJobEnd> | undefined;

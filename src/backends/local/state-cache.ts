@@ -183,7 +183,7 @@ export class StateCache {
    */
   drop(channelId: string): Promise<void> {
     return this.#serial(channelId, async () => {
-      await this.#remove(channelId);
+      this.#records.delete(channelId);
       const name = fileName(channelId) + STATE;
       for (const path of this.#entries.keys()) if (basename(path) === name) this.#entries.delete(path);
       await dropSavedStates(this.#dir, channelId);
